@@ -1,0 +1,5 @@
+import sys
+
+from hymoerec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,157 @@
+"""The ``hymoerec`` command line: a thin router to plain functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from hymoerec.data.cache import is_cached, load_dataset
+from hymoerec.data.errors import DataError
+from hymoerec.data.protocol import ProtocolConfig, statistics
+from hymoerec.data.registry import READERS, resolve
+from hymoerec.evaluation.baselines import BASELINES
+from hymoerec.evaluation.evaluator import evaluate
+from hymoerec.evaluation.metrics import DEFAULT_METRICS, parse_metric
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers]] + [
+        [f"{v:,.4f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+         for v in row]
+        for row in rows
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = [" | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _add_dataset_options(parser: argparse.ArgumentParser, positional: bool = True) -> None:
+    if positional:
+        parser.add_argument("dataset", help="ml-1m, ml-100k, amazon-beauty, or a file path")
+    group = parser.add_argument_group("data")
+    group.add_argument("--data-dir", help="directory holding the named datasets "
+                       "(default: $HYMOEREC_DATA, else ./data)")
+    group.add_argument("--cache-dir", help="where prepared datasets are cached "
+                       "(default: $HYMOEREC_CACHE, else ~/.cache/hymoerec)")
+    group.add_argument("--user-core", type=int, default=5, help="k-core threshold for users")
+    group.add_argument("--item-core", type=int, default=5, help="k-core threshold for items")
+    group.add_argument("--format", choices=sorted(READERS), help="format of a file dataset")
+    group.add_argument("--user-col", help="user column of a CSV/TSV/Parquet file")
+    group.add_argument("--item-col", help="item column of a CSV/TSV/Parquet file")
+    group.add_argument("--time-col", help="timestamp column of a CSV/TSV/Parquet file")
+    group.add_argument("--rating-col", help="rating column of a CSV/TSV/Parquet file")
+    group.add_argument("--min-rating", type=float, help="drop interactions rated below this")
+
+
+def _reader_options(args: argparse.Namespace) -> dict[str, object]:
+    options: dict[str, object] = {}
+    for name in ("user_col", "item_col", "time_col", "rating_col", "min_rating"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    return options
+
+
+def _load(args: argparse.Namespace, dataset: str):  # type: ignore[no-untyped-def]
+    protocol = ProtocolConfig(user_core=args.user_core, item_core=args.item_core)
+    return load_dataset(dataset, args.data_dir, args.cache_dir, protocol, args.format,
+                        _reader_options(args))
+
+
+def cmd_data_stats(args: argparse.Namespace) -> None:
+    source, data = _load(args, args.dataset)
+    stats = statistics(data)
+    stats["max_len"] = source.max_len
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return
+    print(f"{source.name} ({source.path}, format {source.format}, "
+          f"{args.user_core}-core users / {args.item_core}-core items, leave-one-out)")
+    print(_table(["statistic", "value"], [[k, v] for k, v in stats.items()]))
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> None:
+    protocol = ProtocolConfig(user_core=args.user_core, item_core=args.item_core)
+    source = resolve(args.dataset, args.data_dir, args.format, _reader_options(args))
+    cached = is_cached(source, protocol, args.cache_dir)
+    begin = time.perf_counter()
+    _, data = _load(args, args.dataset)
+    seconds = time.perf_counter() - begin
+    state = "loaded from cache" if cached else "prepared and cached"
+    print(f"{source.name}: {data.num_users:,} users, {data.num_items:,} items, "
+          f"{data.num_interactions:,} interactions; {state} in {seconds:.3f} s")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    metrics = [m.strip() for m in args.metrics.split(",")]
+    for m in metrics:
+        parse_metric(m)
+    if args.model is None or args.dataset is None:
+        raise DataError("evaluate needs --model and --dataset")
+    source, data = _load(args, args.dataset)
+    scorer = BASELINES[args.model](data)
+    max_len = args.max_len or source.max_len
+    rows, report = [], {}
+    for split in ("valid", "test"):
+        result = evaluate(scorer, data, split, max_len, batch_size=args.batch_size,
+                          exclude_history=args.exclude_history, progress=True)
+        summary = result.summary(metrics)
+        report[split] = summary
+        rows.append([split, *summary.values()])
+    protocol = "history items excluded" if args.exclude_history else "history items ranked"
+    if args.json:
+        print(json.dumps({"model": args.model, "dataset": source.name, "protocol": protocol,
+                          "metrics": report}, indent=2))
+        return
+    print(f"{args.model} on {source.name}: full ranking over {data.num_items:,} items, "
+          f"{protocol}, {data.num_users:,} users")
+    print(_table(["split", *metrics], rows))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hymoerec", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="prepare datasets and show their statistics")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    stats = data_commands.add_parser("stats", help="print the protocol's statistics table")
+    _add_dataset_options(stats)
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    stats.set_defaults(handler=cmd_data_stats)
+    prepare = data_commands.add_parser("prepare", help="build the prepared-dataset cache")
+    _add_dataset_options(prepare)
+    prepare.set_defaults(handler=cmd_data_prepare)
+
+    ev = commands.add_parser("evaluate", help="full-ranking evaluation on valid and test")
+    ev.add_argument("--model", choices=sorted(BASELINES), help="a non-learned baseline")
+    ev.add_argument("--dataset", help="ml-1m, ml-100k, amazon-beauty, or a file path")
+    _add_dataset_options(ev, positional=False)
+    ev.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                    help="comma-separated metrics, e.g. HR@5,NDCG@10,MRR@20")
+    ev.add_argument("--max-len", type=int, help="history length seen by the model "
+                    "(default: the dataset's, 200 for ML, 50 for Beauty)")
+    ev.add_argument("--batch-size", type=int, default=1024, help="users scored at once")
+    ev.add_argument("--exclude-history", action="store_true",
+                    help="remove the user's history items from the ranking "
+                    "(default: keep them, as the paper's protocol does)")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ev.set_defaults(handler=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (DataError, ValueError) as error:
+        print(f"hymoerec: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

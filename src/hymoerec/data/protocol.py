@@ -1,0 +1,205 @@
+"""The paper's protocol, as RecBole applies it for Mamba4Rec.
+
+Per user, interactions in chronological order (ties keep the file's order); iterative
+k-core filtering of users and items to a fixpoint; items re-indexed 1..N with 0 kept for
+padding; leave-one-out split (last item = test target, second-to-last = validation target,
+the rest = training; the test history includes the validation item).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hymoerec.data.errors import DataError
+from hymoerec.data.interactions import PAD, Interactions
+
+MIN_SPLIT_LENGTH = 3  # a leave-one-out split needs one training, one validation, one test item
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    user_core: int = 5  # minimum interactions per user after filtering (paper: 5)
+    item_core: int = 5  # minimum interactions per item after filtering (paper: 5)
+
+    def __post_init__(self) -> None:
+        if self.user_core < MIN_SPLIT_LENGTH:
+            raise DataError(
+                f"user_core={self.user_core}: must be at least {MIN_SPLIT_LENGTH}, "
+                "since leave-one-out needs a training, a validation and a test item per user"
+            )
+        if self.item_core < 1:
+            raise DataError(f"item_core={self.item_core}: must be at least 1")
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """Maps external ids (strings, as in the source file) to internal integers and back.
+
+    Internal id ``offset + i`` is ``external[i]``: items use offset 1 (0 is padding),
+    users offset 0.
+    """
+
+    external: np.ndarray  # (n,) str, sorted (numerically when every id is an integer)
+    offset: int = 0
+
+    def __len__(self) -> int:
+        return len(self.external)
+
+    def to_external(self, internal: np.ndarray | int) -> np.ndarray:
+        return self.external[np.asarray(internal) - self.offset]
+
+    def to_internal(self, external: np.ndarray | list[str] | str) -> np.ndarray:
+        """Internal ids of known external ids; -1 for unknown ones."""
+        ids = np.atleast_1d(np.asarray(external, dtype=str))
+        lookup = self._lookup()
+        return np.array([lookup.get(e, -1) for e in ids], dtype=np.int64)
+
+    def _lookup(self) -> dict[str, int]:
+        cache = self.__dict__.get("_lookup_cache")
+        if cache is None:
+            cache = {e: i + self.offset for i, e in enumerate(self.external.tolist())}
+            object.__setattr__(self, "_lookup_cache", cache)
+        return cache
+
+
+@dataclass(frozen=True)
+class SequenceData:
+    """Every user's filtered chronological sequence, stored as one CSR array.
+
+    User u's sequence is ``items[offsets[u]:offsets[u + 1]]`` (internal ids 1..N).
+    """
+
+    offsets: np.ndarray  # (U + 1,) int64
+    items: np.ndarray  # (total,) int32
+    users: IdMap
+    item_ids: IdMap
+
+    @property
+    def num_users(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def num_interactions(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def sequence(self, user: int) -> np.ndarray:
+        return self.items[self.offsets[user] : self.offsets[user + 1]]
+
+    def split(self, name: str) -> Split:
+        """Histories and targets of the 'train', 'valid' or 'test' split.
+
+        train: the sequence minus its last two items (each position predicts the next);
+        valid: history = train part, target = second-to-last item;
+        test: history = all but the last item (validation item included), target = last.
+        """
+        drop = {"train": 2, "valid": 2, "test": 1}.get(name)
+        if drop is None:
+            raise ValueError(f"unknown split {name!r}; expected train, valid or test")
+        starts = self.offsets[:-1]
+        ends = self.offsets[1:] - drop
+        targets = None if name == "train" else self.items[ends].astype(np.int64)
+        return Split(self.items, starts, ends, targets)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Per user: the history ``items[starts[u]:ends[u]]`` and, for evaluation, a target."""
+
+    items: np.ndarray  # (total,) int32, shared with SequenceData
+    starts: np.ndarray  # (U,) int64
+    ends: np.ndarray  # (U,) int64
+    targets: np.ndarray | None  # (U,) int64 or None for the training split
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.ends - self.starts
+
+
+def _encode(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique external ids as str, code of every row). Integer ids sort numerically."""
+    try:
+        as_int = ids.astype(np.int64)
+        numeric = bool(np.array_equal(as_int.astype(str), ids))
+    except (ValueError, OverflowError):
+        numeric = False
+    if numeric:
+        unique, codes = np.unique(as_int, return_inverse=True)
+        return unique.astype(str), codes
+    unique, codes = np.unique(ids, return_inverse=True)
+    return unique, codes
+
+
+def k_core(users: np.ndarray, items: np.ndarray, user_core: int, item_core: int) -> np.ndarray:
+    """Boolean mask of the rows kept by iterative k-core filtering, run to a fixpoint.
+
+    ``users`` and ``items`` are integer codes. Removing a sparse item can push a user under
+    the threshold and vice versa, so passes repeat until nothing changes.
+    """
+    keep = np.ones(len(users), dtype=bool)
+    while True:
+        user_counts = np.bincount(users[keep], minlength=int(users.max(initial=-1)) + 1)
+        item_counts = np.bincount(items[keep], minlength=int(items.max(initial=-1)) + 1)
+        new_keep = keep & (user_counts[users] >= user_core) & (item_counts[items] >= item_core)
+        if new_keep.sum() == keep.sum():
+            return keep
+        keep = new_keep
+
+
+def apply_protocol(log: Interactions, config: ProtocolConfig) -> SequenceData:
+    """Raw interaction log -> filtered, re-indexed chronological sequences."""
+    if len(log) == 0:
+        raise DataError("no interactions to prepare")
+    _, user_codes = _encode(log.user)
+    _, item_codes = _encode(log.item)
+    keep = k_core(user_codes, item_codes, config.user_core, config.item_core)
+    if not keep.any():
+        raise DataError(
+            f"no interactions survive {config.user_core}-core users / "
+            f"{config.item_core}-core items filtering"
+        )
+    kept_users = log.user[keep]
+    kept_items = log.item[keep]
+    timestamp = log.timestamp[keep]
+
+    user_external, user_code = _encode(kept_users)
+    item_external, item_code = _encode(kept_items)
+
+    # Stable sorts: by time, then by user, so equal timestamps keep the file's order.
+    order = np.argsort(timestamp, kind="stable")
+    order = order[np.argsort(user_code[order], kind="stable")]
+
+    counts = np.bincount(user_code, minlength=len(user_external))
+    offsets = np.zeros(len(user_external) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    items = (item_code[order] + PAD + 1).astype(np.int32)  # internal ids start after PAD
+    return SequenceData(
+        offsets=offsets,
+        items=items,
+        users=IdMap(user_external, offset=0),
+        item_ids=IdMap(item_external, offset=1),
+    )
+
+
+def statistics(data: SequenceData) -> dict[str, float]:
+    """The protocol's statistics table for one dataset."""
+    lengths = data.lengths
+    return {
+        "users": data.num_users,
+        "items": data.num_items,
+        "interactions": data.num_interactions,
+        "avg_length": float(lengths.mean()),
+        "min_length": int(lengths.min()),
+        "max_length": int(lengths.max()),
+        "density": data.num_interactions / (data.num_users * data.num_items),
+        "train_targets": int((lengths - 3).sum()),
+    }

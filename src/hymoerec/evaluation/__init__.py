@@ -1,0 +1,1 @@
+"""Full-ranking evaluation: every item of the catalogue is ranked for every user."""

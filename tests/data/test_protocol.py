@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+from hymoerec.data.batches import right_padded
+from hymoerec.data.errors import DataError
+from hymoerec.data.interactions import Interactions
+from hymoerec.data.protocol import ProtocolConfig, apply_protocol, k_core
+
+
+def log(rows: list[tuple[str, str, int]]) -> Interactions:
+    users, items, times = zip(*rows, strict=True)
+    return Interactions(np.array(users), np.array(items), np.array(times, dtype=np.int64))
+
+
+def test_k_core_needs_more_than_one_pass() -> None:
+    # 2-core. Pass 1 removes item z (1 interaction) -> user c drops to 1 interaction;
+    # pass 2 removes user c -> item y drops to 1 interaction; pass 3 removes item y ->
+    # user b drops to 1; pass 4 removes user b. Users a, d with items x, w survive.
+    rows = [
+        ("a", "x"), ("a", "w"),
+        ("d", "x"), ("d", "w"),
+        ("c", "y"), ("c", "z"),
+        ("b", "y"), ("b", "v"),
+        ("e", "v"), ("e", "x"),
+    ]
+    users = np.array([ord(u) for u, _ in rows])
+    items = np.array([ord(i) for _, i in rows])
+    one_pass = (np.bincount(users)[users] >= 2) & (np.bincount(items)[items] >= 2)
+    keep = k_core(users, items, 2, 2)
+    assert one_pass.sum() > keep.sum()  # a single pass is not the fixpoint
+    kept = {rows[i] for i in np.flatnonzero(keep)}
+    assert kept == {("a", "x"), ("a", "w"), ("d", "x"), ("d", "w")}
+    # the result is a fixpoint: every kept user and item has at least k kept rows
+    assert np.bincount(users[keep]).max(initial=0) >= 2
+    assert set(np.bincount(users[keep])[np.unique(users[keep])]) == {2}
+    assert set(np.bincount(items[keep])[np.unique(items[keep])]) == {2}
+
+
+def test_sorting_is_stable_and_items_reindexed_from_one() -> None:
+    rows = [
+        ("u1", "b", 5), ("u2", "a", 1), ("u1", "a", 3), ("u1", "c", 5),
+        ("u2", "c", 1), ("u2", "b", 0), ("u1", "d", 9),
+    ]
+    data = apply_protocol(log(rows), ProtocolConfig(user_core=3, item_core=1))
+    assert data.num_items == 4
+    assert list(data.item_ids.external) == ["a", "b", "c", "d"]
+    u1 = data.item_ids.to_external(data.sequence(0)).tolist()
+    u2 = data.item_ids.to_external(data.sequence(1)).tolist()
+    assert u1 == ["a", "b", "c", "d"]  # b and c tie at t=5: file order kept
+    assert u2 == ["b", "a", "c"]  # a and c tie at t=1: file order kept
+    assert data.items.min() == 1  # 0 is padding
+    assert data.item_ids.to_internal(["c", "zz"]).tolist() == [3, -1]
+
+
+def test_numeric_ids_sort_numerically() -> None:
+    rows = [("10", "100", 0), ("10", "9", 1), ("10", "20", 2), ("2", "9", 0),
+            ("2", "100", 1), ("2", "20", 2)]
+    data = apply_protocol(log(rows), ProtocolConfig(user_core=3, item_core=1))
+    assert list(data.users.external) == ["2", "10"]
+    assert list(data.item_ids.external) == ["9", "20", "100"]
+
+
+def test_leave_one_out_boundaries() -> None:
+    rows = [("u", str(i), t) for t, i in enumerate([11, 12, 13, 14, 15])]
+    rows += [("v", str(i), t) for t, i in enumerate([13, 11, 12])]
+    data = apply_protocol(log(rows), ProtocolConfig(user_core=3, item_core=1))
+    ext = data.item_ids.to_external
+
+    train = data.split("train")
+    valid = data.split("valid")
+    test = data.split("test")
+    history = lambda part, u: ext(part.items[part.starts[u] : part.ends[u]]).tolist()  # noqa: E731
+    assert history(train, 0) == ["11", "12", "13"]
+    assert history(valid, 0) == ["11", "12", "13"] and ext(valid.targets[0]) == "14"
+    assert history(test, 0) == ["11", "12", "13", "14"] and ext(test.targets[0]) == "15"
+    assert history(train, 1) == ["13"]
+    assert ext(valid.targets[1]) == "11" and ext(test.targets[1]) == "12"
+    assert history(test, 1) == ["13", "11"]
+
+
+def test_right_padded_keeps_most_recent_items() -> None:
+    items = np.array([1, 2, 3, 4, 5, 6, 7], dtype=np.int32)
+    starts, ends = np.array([0, 5]), np.array([5, 7])
+    windows, lengths = right_padded(items, starts, ends, 3)
+    assert windows.tolist() == [[3, 4, 5], [6, 7, 0]]
+    assert lengths.tolist() == [3, 2]
+
+
+def test_protocol_options_are_validated() -> None:
+    with pytest.raises(DataError, match="user_core=2"):
+        ProtocolConfig(user_core=2)
+    with pytest.raises(DataError, match="no interactions survive"):
+        apply_protocol(log([("u", "a", 0), ("u", "b", 1), ("u", "c", 2)]), ProtocolConfig())

@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+import torch
+
+from hymoerec.data.interactions import Interactions
+from hymoerec.data.protocol import ProtocolConfig, SequenceData, apply_protocol
+from hymoerec.evaluation.baselines import MostPopular, Transition
+from hymoerec.evaluation.evaluator import evaluate
+
+
+def tiny() -> SequenceData:
+    # items are named by their internal id so expectations read directly
+    sequences = {
+        "a": [1, 2, 3, 4, 5],
+        "b": [2, 3, 4, 2, 3],
+        "c": [5, 1, 2, 3],
+    }
+    users, items, times = [], [], []
+    for user, seq in sequences.items():
+        users += [user] * len(seq)
+        items += [str(i) for i in seq]
+        times += list(range(len(seq)))
+    log = Interactions(np.array(users), np.array(items), np.array(times))
+    data = apply_protocol(log, ProtocolConfig(user_core=3, item_core=1))
+    assert data.item_ids.external.tolist() == ["1", "2", "3", "4", "5"]
+    return data
+
+
+def oracle_for(targets: np.ndarray):  # type: ignore[no-untyped-def]
+    done = 0  # users are scored in order, batch after batch
+
+    def scorer(histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        nonlocal done
+        batch = torch.from_numpy(targets[done : done + histories.size(0)])
+        done += histories.size(0)
+        scores = torch.zeros(histories.size(0), 6)
+        scores[:, 0] = 100.0  # padding scores highest but must never be ranked
+        scores[torch.arange(histories.size(0)), batch] = 1.0
+        return scores
+
+    return scorer
+
+
+def test_oracle_ranks_every_target_first_and_padding_is_never_ranked() -> None:
+    data = tiny()
+    targets = data.split("test").targets
+    result = evaluate(oracle_for(targets), data, "test", max_len=10, batch_size=2)
+    assert result.ranks.tolist() == [1, 1, 1]
+
+
+def test_scorer_sees_truncated_right_padded_histories() -> None:
+    data = tiny()
+    seen: list[torch.Tensor] = []
+
+    def scorer(histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        seen.append(histories.clone())
+        return torch.zeros(histories.size(0), 6)
+
+    evaluate(scorer, data, "test", max_len=3, batch_size=8)
+    assert seen[0].tolist() == [[2, 3, 4], [3, 4, 2], [5, 1, 2]]
+    evaluate(scorer, data, "valid", max_len=4, batch_size=8)
+    assert seen[1].tolist() == [[1, 2, 3, 0], [2, 3, 4, 0], [5, 1, 0, 0]]
+
+
+def test_history_exclusion_removes_seen_items_but_not_the_target() -> None:
+    data = tiny()
+
+    def history_lover(histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        scores = torch.zeros(histories.size(0), 6)
+        scores.scatter_(1, histories, 1.0)  # every history item outranks the rest
+        return scores
+
+    kept = evaluate(history_lover, data, "test", max_len=10)
+    excluded = evaluate(history_lover, data, "test", max_len=10, exclude_history=True)
+    # user b: test history [2, 3, 4, 2], target 3 (a repeat) ties with 2 and 4
+    assert kept.ranks.tolist() == [5, 3, 5]
+    # a: target 5 alone outside history, others excluded -> 1 + 0 + 0; b: target 3 is
+    # itself a history item, kept in the ranking, others removed -> 1; c: 5, 1, 2 removed,
+    # target 3 still ties with 4 -> 2
+    assert excluded.ranks.tolist() == [1, 1, 2]
+
+
+def test_most_popular_counts_training_items_only() -> None:
+    data = tiny()
+    pop = MostPopular(data)
+    # training parts: a [1, 2, 3], b [2, 3, 4], c [5, 1]
+    assert pop.counts.tolist() == [0, 2, 2, 2, 1, 1]
+    result = evaluate(pop, data, "test", max_len=10)
+    # test targets a:5 (count 1 ties with 4), b:3 (ties with 1, 2), c:3
+    assert result.ranks.tolist() == [5, 3, 3]
+
+
+def test_transition_counts_next_items_from_the_last_one() -> None:
+    data = tiny()
+    model = Transition(data)
+    # training pairs: 1->2, 2->3 (twice), 3->4, 5->1; nothing crosses users
+    histories = torch.tensor([[2, 0], [5, 1], [4, 0]])
+    scores = model(histories, torch.tensor([1, 2, 1]))
+    prior = np.array([0, 2, 2, 2, 1, 1]) / 3.0
+    np.testing.assert_allclose(scores[0].numpy(), prior + [0, 0, 0, 2, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(scores[1].numpy(), prior + [0, 0, 1, 0, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(scores[2].numpy(), prior, rtol=1e-6)
+
+
+def test_bad_split_is_rejected() -> None:
+    with pytest.raises(ValueError, match="'train'"):
+        evaluate(MostPopular(tiny()), tiny(), "train", max_len=5)
