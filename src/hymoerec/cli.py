@@ -10,17 +10,21 @@ from collections.abc import Sequence
 
 from hymoerec.data.cache import is_cached, load_dataset
 from hymoerec.data.errors import DataError
-from hymoerec.data.protocol import ProtocolConfig, statistics
-from hymoerec.data.registry import READERS, resolve
-from hymoerec.evaluation.baselines import BASELINES
-from hymoerec.evaluation.evaluator import evaluate
-from hymoerec.evaluation.metrics import DEFAULT_METRICS, parse_metric
+from hymoerec.data.protocol import ProtocolConfig, SequenceData, statistics
+from hymoerec.data.registry import READERS, Source, resolve
+
+# torch-backed modules are imported inside the commands that need them, so data commands
+# start fast and stay small.
+BASELINE_NAMES = ("pop", "transition")
+DEFAULT_METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR@10")
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers]] + [
-        [f"{v:,.4f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
-         for v in row]
+        [
+            f"{v:,.4f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+            for v in row
+        ]
         for row in rows
     ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
@@ -33,10 +37,15 @@ def _add_dataset_options(parser: argparse.ArgumentParser, positional: bool = Tru
     if positional:
         parser.add_argument("dataset", help="ml-1m, ml-100k, amazon-beauty, or a file path")
     group = parser.add_argument_group("data")
-    group.add_argument("--data-dir", help="directory holding the named datasets "
-                       "(default: $HYMOEREC_DATA, else ./data)")
-    group.add_argument("--cache-dir", help="where prepared datasets are cached "
-                       "(default: $HYMOEREC_CACHE, else ~/.cache/hymoerec)")
+    group.add_argument(
+        "--data-dir",
+        help="directory holding the named datasets (default: $HYMOEREC_DATA, else ./data)",
+    )
+    group.add_argument(
+        "--cache-dir",
+        help="where prepared datasets are cached "
+        "(default: $HYMOEREC_CACHE, else ~/.cache/hymoerec)",
+    )
     group.add_argument("--user-core", type=int, default=5, help="k-core threshold for users")
     group.add_argument("--item-core", type=int, default=5, help="k-core threshold for items")
     group.add_argument("--format", choices=sorted(READERS), help="format of a file dataset")
@@ -56,10 +65,11 @@ def _reader_options(args: argparse.Namespace) -> dict[str, object]:
     return options
 
 
-def _load(args: argparse.Namespace, dataset: str):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace, dataset: str) -> tuple[Source, SequenceData]:
     protocol = ProtocolConfig(user_core=args.user_core, item_core=args.item_core)
-    return load_dataset(dataset, args.data_dir, args.cache_dir, protocol, args.format,
-                        _reader_options(args))
+    return load_dataset(
+        dataset, args.data_dir, args.cache_dir, protocol, args.format, _reader_options(args)
+    )
 
 
 def cmd_data_stats(args: argparse.Namespace) -> None:
@@ -69,8 +79,10 @@ def cmd_data_stats(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(stats, indent=2))
         return
-    print(f"{source.name} ({source.path}, format {source.format}, "
-          f"{args.user_core}-core users / {args.item_core}-core items, leave-one-out)")
+    print(
+        f"{source.name} ({source.path}, format {source.format}, "
+        f"{args.user_core}-core users / {args.item_core}-core items, leave-one-out)"
+    )
     print(_table(["statistic", "value"], [[k, v] for k, v in stats.items()]))
 
 
@@ -82,11 +94,17 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
     _, data = _load(args, args.dataset)
     seconds = time.perf_counter() - begin
     state = "loaded from cache" if cached else "prepared and cached"
-    print(f"{source.name}: {data.num_users:,} users, {data.num_items:,} items, "
-          f"{data.num_interactions:,} interactions; {state} in {seconds:.3f} s")
+    print(
+        f"{source.name}: {data.num_users:,} users, {data.num_items:,} items, "
+        f"{data.num_interactions:,} interactions; {state} in {seconds:.3f} s"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from hymoerec.evaluation.baselines import BASELINES
+    from hymoerec.evaluation.evaluator import evaluate
+    from hymoerec.evaluation.metrics import parse_metric
+
     metrics = [m.strip() for m in args.metrics.split(",")]
     for m in metrics:
         parse_metric(m)
@@ -97,18 +115,36 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     max_len = args.max_len or source.max_len
     rows, report = [], {}
     for split in ("valid", "test"):
-        result = evaluate(scorer, data, split, max_len, batch_size=args.batch_size,
-                          exclude_history=args.exclude_history, progress=True)
+        result = evaluate(
+            scorer,
+            data,
+            split,
+            max_len,
+            batch_size=args.batch_size,
+            exclude_history=args.exclude_history,
+            progress=True,
+        )
         summary = result.summary(metrics)
         report[split] = summary
         rows.append([split, *summary.values()])
     protocol = "history items excluded" if args.exclude_history else "history items ranked"
     if args.json:
-        print(json.dumps({"model": args.model, "dataset": source.name, "protocol": protocol,
-                          "metrics": report}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "dataset": source.name,
+                    "protocol": protocol,
+                    "metrics": report,
+                },
+                indent=2,
+            )
+        )
         return
-    print(f"{args.model} on {source.name}: full ranking over {data.num_items:,} items, "
-          f"{protocol}, {data.num_users:,} users")
+    print(
+        f"{args.model} on {source.name}: full ranking over {data.num_items:,} items, "
+        f"{protocol}, {data.num_users:,} users"
+    )
     print(_table(["split", *metrics], rows))
 
 
@@ -127,17 +163,26 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(handler=cmd_data_prepare)
 
     ev = commands.add_parser("evaluate", help="full-ranking evaluation on valid and test")
-    ev.add_argument("--model", choices=sorted(BASELINES), help="a non-learned baseline")
+    ev.add_argument("--model", choices=BASELINE_NAMES, help="a non-learned baseline")
     ev.add_argument("--dataset", help="ml-1m, ml-100k, amazon-beauty, or a file path")
     _add_dataset_options(ev, positional=False)
-    ev.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
-                    help="comma-separated metrics, e.g. HR@5,NDCG@10,MRR@20")
-    ev.add_argument("--max-len", type=int, help="history length seen by the model "
-                    "(default: the dataset's, 200 for ML, 50 for Beauty)")
+    ev.add_argument(
+        "--metrics",
+        default=",".join(DEFAULT_METRICS),
+        help="comma-separated metrics, e.g. HR@5,NDCG@10,MRR@20",
+    )
+    ev.add_argument(
+        "--max-len",
+        type=int,
+        help="history length seen by the model (default: the dataset's, 200 for ML, 50 for Beauty)",
+    )
     ev.add_argument("--batch-size", type=int, default=1024, help="users scored at once")
-    ev.add_argument("--exclude-history", action="store_true",
-                    help="remove the user's history items from the ranking "
-                    "(default: keep them, as the paper's protocol does)")
+    ev.add_argument(
+        "--exclude-history",
+        action="store_true",
+        help="remove the user's history items from the ranking "
+        "(default: keep them, as the paper's protocol does)",
+    )
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(handler=cmd_evaluate)
     return parser

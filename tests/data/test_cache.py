@@ -10,8 +10,9 @@ from hymoerec.data.registry import resolve
 
 
 def write_sequences(path: Path) -> None:
-    path.write_text("".join(f"u{u} " + " ".join(str(i) for i in range(u, u + 6)) + "\n"
-                            for u in range(8)))
+    path.write_text(
+        "".join(f"u{u} " + " ".join(str(i) for i in range(u, u + 6)) + "\n" for u in range(8))
+    )
 
 
 def test_cached_load_equals_fresh_prepare(tmp_path: Path) -> None:

@@ -17,11 +17,16 @@ def test_k_core_needs_more_than_one_pass() -> None:
     # pass 2 removes user c -> item y drops to 1 interaction; pass 3 removes item y ->
     # user b drops to 1; pass 4 removes user b. Users a, d with items x, w survive.
     rows = [
-        ("a", "x"), ("a", "w"),
-        ("d", "x"), ("d", "w"),
-        ("c", "y"), ("c", "z"),
-        ("b", "y"), ("b", "v"),
-        ("e", "v"), ("e", "x"),
+        ("a", "x"),
+        ("a", "w"),
+        ("d", "x"),
+        ("d", "w"),
+        ("c", "y"),
+        ("c", "z"),
+        ("b", "y"),
+        ("b", "v"),
+        ("e", "v"),
+        ("e", "x"),
     ]
     users = np.array([ord(u) for u, _ in rows])
     items = np.array([ord(i) for _, i in rows])
@@ -38,8 +43,13 @@ def test_k_core_needs_more_than_one_pass() -> None:
 
 def test_sorting_is_stable_and_items_reindexed_from_one() -> None:
     rows = [
-        ("u1", "b", 5), ("u2", "a", 1), ("u1", "a", 3), ("u1", "c", 5),
-        ("u2", "c", 1), ("u2", "b", 0), ("u1", "d", 9),
+        ("u1", "b", 5),
+        ("u2", "a", 1),
+        ("u1", "a", 3),
+        ("u1", "c", 5),
+        ("u2", "c", 1),
+        ("u2", "b", 0),
+        ("u1", "d", 9),
     ]
     data = apply_protocol(log(rows), ProtocolConfig(user_core=3, item_core=1))
     assert data.num_items == 4
@@ -53,8 +63,14 @@ def test_sorting_is_stable_and_items_reindexed_from_one() -> None:
 
 
 def test_numeric_ids_sort_numerically() -> None:
-    rows = [("10", "100", 0), ("10", "9", 1), ("10", "20", 2), ("2", "9", 0),
-            ("2", "100", 1), ("2", "20", 2)]
+    rows = [
+        ("10", "100", 0),
+        ("10", "9", 1),
+        ("10", "20", 2),
+        ("2", "9", 0),
+        ("2", "100", 1),
+        ("2", "20", 2),
+    ]
     data = apply_protocol(log(rows), ProtocolConfig(user_core=3, item_core=1))
     assert list(data.users.external) == ["2", "10"]
     assert list(data.item_ids.external) == ["9", "20", "100"]

@@ -70,7 +70,9 @@ def test_expected_ties_by_hand() -> None:
     # 2 items above, target tied with 3 others: ranks 3..6 equally likely
     result = RankingResult(np.arange(1), higher=np.array([2]), ties=np.array([3]))
     assert result.per_user("HR@4", "expected")[0] == pytest.approx(2 / 4)  # ranks 3, 4
-    assert result.per_user("MRR@10", "expected")[0] == pytest.approx((1/3 + 1/4 + 1/5 + 1/6) / 4)
+    assert result.per_user("MRR@10", "expected")[0] == pytest.approx(
+        (1 / 3 + 1 / 4 + 1 / 5 + 1 / 6) / 4
+    )
     assert result.per_user("HR@4")[0] == 0.0  # pessimistic rank 6
 
 

@@ -22,3 +22,17 @@ def right_padded(
     real = columns[None, :] < lengths[:, None]  # (B, L)
     windows = np.where(real, items[np.where(real, index, 0)], PAD).astype(np.int64)
     return windows, lengths.astype(np.int64)
+
+
+def windows(starts: np.ndarray, ends: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut each span ``[starts[u], ends[u])`` into consecutive windows of at most
+    ``max_len`` positions, counted back from the end, so every position is in exactly
+    one window. Returns the windows' (starts, ends); empty spans give no window.
+    """
+    lengths = np.maximum(ends - starts, 0)
+    counts = -(-lengths // max_len)  # ceil
+    owner = np.repeat(np.arange(len(starts)), counts)
+    back = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)  # 0 = last
+    window_ends = ends[owner] - back * max_len
+    window_starts = np.maximum(starts[owner], window_ends - max_len)
+    return window_starts, window_ends

@@ -6,11 +6,14 @@ every learned model must clear.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from hymoerec.data.protocol import SequenceData
+from hymoerec.evaluation.evaluator import Scorer
 
 
 def _training_items(data: SequenceData) -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +67,13 @@ class Transition:
         offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         entries = np.repeat(begin, counts) + offset
         scores = self.prior.expand(len(last), -1).clone()  # (B, N + 1)
-        scores[torch.from_numpy(rows), torch.from_numpy(self.columns[entries])] += (
-            torch.from_numpy(self.values[entries])
+        scores[torch.from_numpy(rows), torch.from_numpy(self.columns[entries])] += torch.from_numpy(
+            self.values[entries]
         )
         return scores.to(histories.device)
 
 
-BASELINES = {"pop": MostPopular, "transition": Transition}
+BASELINES: dict[str, Callable[[SequenceData], Scorer]] = {
+    "pop": MostPopular,
+    "transition": Transition,
+}

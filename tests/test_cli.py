@@ -1,0 +1,75 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from hymoerec.cli import main
+
+
+def test_stats_prints_the_protocol_table(shared_data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code = main(
+        [
+            "data",
+            "stats",
+            "ml-100k",
+            "--data-dir",
+            str(shared_data),
+            "--cache-dir",
+            str(tmp_path),
+            "--json",
+        ]
+    )
+    assert code == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1349, 99_287)
+
+
+def test_evaluate_baselines_beat_chance(shared_data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    scores = {}
+    for model in ("pop", "transition"):
+        code = main(
+            [
+                "evaluate",
+                "--model",
+                model,
+                "--dataset",
+                "ml-100k",
+                "--data-dir",
+                str(shared_data),
+                "--cache-dir",
+                str(tmp_path),
+                "--json",
+            ]
+        )
+        assert code == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["protocol"] == "history items ranked"
+        scores[model] = report["metrics"]["test"]["HR@10"]
+    chance = 10 / 1349
+    assert scores["pop"] > 2 * chance
+    assert scores["transition"] > scores["pop"]
+
+
+def test_malformed_file_fails_cleanly(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    ratings = tmp_path / "ratings.dat"
+    ratings.write_text("1::10::5::978300760\n1::11::4\n")
+    cache = tmp_path / "cache"
+    code = main(["data", "prepare", str(ratings), "--cache-dir", str(cache)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(ratings) in err and "line 2" in err
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_missing_dataset_names_the_files(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["data", "stats", "ml-1m", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "ratings.dat or sequences.txt" in err and "grouplens.org" in err
+
+
+def test_bad_option_exits_non_zero(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model", "nonsense", "--dataset", "ml-1m"])
+    assert exit_info.value.code != 0
+    assert main(["evaluate", "--model", "pop", "--dataset", "ml-1m", "--metrics", "HR@0"]) == 2
+    assert "bad metric" in capsys.readouterr().err
