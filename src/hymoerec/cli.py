@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from hymoerec.data.cache import is_cached, load_dataset
 from hymoerec.data.errors import DataError
@@ -100,7 +101,48 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
     )
 
 
+def _metrics_table(report: dict[str, dict[str, float]], metrics: Sequence[str]) -> str:
+    rows = [[split, *(report[split][m] for m in metrics)] for split in ("valid", "test")]
+    return _table(["split", *metrics], rows)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from hymoerec.config import load_run_config
+    from hymoerec.training.run import train
+
+    base = {k: v for k, v in (("model", args.model), ("dataset", args.dataset)) if v}
+    if args.data_dir:
+        base["data"] = {"data_dir": args.data_dir}
+    config = load_run_config(args.config, args.set or [], base)
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs")
+        / (f"{config.model}-{Path(config.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    )
+    final = train(config, out, progress=not args.quiet)
+    print(
+        f"{config.model} on {final['dataset']}: best epoch {final['best_epoch']} of "
+        f"{final['epochs_run']} ({final['stopped']}), {final['train_seconds']:.0f} s; "
+        f"{final['protocol']}"
+    )
+    print(_metrics_table({"valid": final["valid"], "test": final["test"]}, DEFAULT_METRICS))
+    print(f"run directory: {out}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    if args.run_dir is not None:
+        from hymoerec.training.run import evaluate_run
+
+        if args.model is not None:
+            raise DataError("give either a run directory or --model, not both")
+        report = evaluate_run(Path(args.run_dir))
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(f"{args.run_dir}: full ranking, history items ranked")
+            print(_metrics_table(report, DEFAULT_METRICS))
+        return
     from hymoerec.evaluation.baselines import BASELINES
     from hymoerec.evaluation.evaluator import evaluate
     from hymoerec.evaluation.metrics import parse_metric
@@ -162,8 +204,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_options(prepare)
     prepare.set_defaults(handler=cmd_data_prepare)
 
+    tr = commands.add_parser("train", help="train a model into a run directory")
+    tr.add_argument("--model", help="hymoerec, mamba4rec, sasrec, bert4rec, gru4rec, narm")
+    tr.add_argument("--dataset", help="ml-1m, ml-100k, amazon-beauty, or a file path")
+    tr.add_argument("--config", help="YAML run config (model, dataset, model_options, train, data)")
+    tr.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one option, e.g. train.lr=0.002 or model_options.moe.top_k=1",
+    )
+    tr.add_argument("--data-dir", help="directory of the named datasets")
+    tr.add_argument("--out", help="run directory to create (default runs/MODEL-DATASET-TIME)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(handler=cmd_train)
+
     ev = commands.add_parser("evaluate", help="full-ranking evaluation on valid and test")
-    ev.add_argument("--model", choices=BASELINE_NAMES, help="a non-learned baseline")
+    ev.add_argument("run_dir", nargs="?", help="a run directory written by `hymoerec train`")
+    ev.add_argument(
+        "--model",
+        choices=BASELINE_NAMES,
+        help="a non-learned baseline (instead of a run directory)",
+    )
     ev.add_argument("--dataset", help="ml-1m, ml-100k, amazon-beauty, or a file path")
     _add_dataset_options(ev, positional=False)
     ev.add_argument(
@@ -192,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except (DataError, ValueError) as error:
+    except (DataError, ValueError, OSError) as error:
         print(f"hymoerec: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -8,6 +8,7 @@ padding can never influence a real position; bidirectional models mask it explic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -40,6 +41,7 @@ class SequentialModel(nn.Module):
     """
 
     bidirectional: bool = False
+    config: Any  # the model's frozen config dataclass
 
     def __init__(self, num_items: int) -> None:
         super().__init__()

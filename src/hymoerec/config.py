@@ -1,0 +1,150 @@
+"""Run configuration: frozen dataclasses per concern, loaded from YAML, unknown keys rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """An option is unknown or has a bad value; the message names it."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    data_dir: str | None = None  # directory of the named datasets (default $HYMOEREC_DATA)
+    cache_dir: str | None = None  # prepared-dataset cache (default $HYMOEREC_CACHE)
+    user_core: int = 5  # k-core threshold for users (paper: 5)
+    item_core: int = 5  # k-core threshold for items (paper: 5)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 200  # upper bound; early stopping normally ends the run sooner
+    batch_size: int = 128  # sequence windows per optimizer step (all positions train at once)
+    lr: float = 1e-3  # Adam(W) learning rate
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    warmup_steps: int = 0  # linear learning-rate warm-up, in optimizer steps
+    patience: int = 10  # validation rounds without NDCG@10 improvement before stopping
+    max_len: int = 0  # history length; 0 = the dataset's (200 ML-1M, 50 Beauty)
+    seed: int = 2024  # seeds weights, shuffling and masking: one seed, one result
+    eval_batch_size: int = 1024  # users ranked at once during validation
+    device: str = "auto"  # auto = cuda when available, else cpu
+    bf16: bool = False  # bfloat16 autocast for the forward pass
+    max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "eval_batch_size", "patience")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}={getattr(self, name)}: must be at least 1")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr={self.lr}: must be positive")
+        for name in ("weight_decay", "warmup_steps", "max_len", "max_minutes", "threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name}={getattr(self, name)}: must not be negative")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"train.device={self.device!r}: expected auto, cpu or cuda[:N]")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str  # hymoerec, mamba4rec, sasrec, bert4rec, gru4rec or narm
+    dataset: str  # ml-1m, ml-100k, amazon-beauty, or a file path
+    model_options: dict[str, Any] = field(default_factory=dict)  # the model's own config
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from a dict, recursing into nested dataclasses.
+
+    Unknown keys and values of the wrong type raise ConfigError naming the option.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        names = ", ".join(f"{where}{k}" for k in unknown)
+        raise ConfigError(f"unknown option {names}; known: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise ConfigError(f"{where or 'config'}: {error}") from None
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, f"{name}.")  # type: ignore[arg-type]
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        hint = next(o for o in options if o is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is dict or hint is Any:
+        if origin is dict and not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (
+        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"{name}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a nested dict copy."""
+    result = yaml.safe_load(yaml.safe_dump(values)) or {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=0.002")
+        *parents, leaf = key.split(".")
+        node = result
+        for parent in parents:
+            node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {parent} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return result
+
+
+def load_run_config(
+    path: str | Path | None, overrides: list[str], base: dict[str, Any] | None = None
+) -> RunConfig:
+    values: dict[str, Any] = dict(base or {})
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"config file {path}: {error}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: expected a mapping at the top level")
+        values.update(loaded)
+    values = apply_overrides(values, overrides)
+    for required in ("model", "dataset"):
+        if required not in values:
+            raise ConfigError(f"missing option {required!r} (--{required} or in the config)")
+    return from_dict(RunConfig, values)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,220 @@
+"""The one training loop: full-softmax CE at every position, validation on NDCG@10 after
+each epoch, early stopping, best weights restored at the end."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from hymoerec.config import TrainConfig
+from hymoerec.data.batches import right_padded
+from hymoerec.data.interactions import PAD
+from hymoerec.data.protocol import SequenceData
+from hymoerec.evaluation.evaluator import evaluate
+from hymoerec.evaluation.metrics import RankingResult
+from hymoerec.models.base import SequentialModel
+from hymoerec.training.batches import BatchSampler, TrainBatch
+from hymoerec.training.loss import full_softmax_ce
+
+SELECTION_METRIC = "NDCG@10"
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def fusion_scale(model: SequentialModel, step: int) -> float:
+    """min(1, t / T_warmup): the fusion warm-up factor of the paper's Adaptive Expert Fusion."""
+    warmup = getattr(model, "fusion_warmup_steps", 0)
+    return 1.0 if warmup <= 0 else min(1.0, step / warmup)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    step: int
+    loss: float
+    aux_loss: float
+    seconds: float
+    targets_per_second: float
+    valid: dict[str, float]
+    alpha: list[float] = field(default_factory=list)
+    expert_share: list[list[float]] = field(default_factory=list)  # per MoE layer
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_valid: dict[str, float]
+    history: list[EpochRecord]
+    train_seconds: float
+    stopped: str  # why training ended
+
+
+def validate(
+    model: SequentialModel,
+    data: SequenceData,
+    split: str,
+    max_len: int,
+    config: TrainConfig,
+    device: torch.device,
+    progress: bool = False,
+) -> RankingResult:
+    model.eval()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+        result = evaluate(
+            model.score,
+            data,
+            split,
+            max_len,
+            config.eval_batch_size,
+            device=device,
+            progress=progress,
+        )
+    return result
+
+
+def train_step(
+    model: SequentialModel, batch: TrainBatch, scale: float, bf16: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Loss of one batch: (total, CE, auxiliary), plus nothing else kept alive."""
+    items, targets = batch.items.to(device), batch.targets.to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        output = model(items, alpha_scale=scale)
+        mask = targets != PAD
+        ce = full_softmax_ce(output.hidden[mask], model.item_weights(), targets[mask])
+    return ce + output.aux_loss, ce, output.aux_loss
+
+
+def fit(
+    model: SequentialModel,
+    data: SequenceData,
+    config: TrainConfig,
+    max_len: int,
+    on_epoch: Callable[[EpochRecord, SequentialModel], None] | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` in place; on return it holds the best validation weights."""
+    rng = seed_everything(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    model.to(device)
+    masked = model.bidirectional
+    sampler = BatchSampler(data, max_len, config.batch_size, masked=masked)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    warmup = config.warmup_steps
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+    )
+    mask_token = getattr(model, "mask_token", 0)
+    mask_prob = getattr(getattr(model, "config", None), "mask_prob", 0.0)
+
+    best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
+    best_valid: dict[str, float] = {}
+    history: list[EpochRecord] = []
+    step, stale, stopped = 0, 0, "epochs"
+    began = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        total_loss = total_aux = 0.0
+        targets_seen = 0
+        bar = tqdm(
+            sampler.epoch(rng, mask_token, mask_prob),
+            total=len(sampler),
+            desc=f"epoch {epoch}",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        )
+        for batch in bar:
+            loss, ce, aux = train_step(model, batch, fusion_scale(model, step), config.bf16, device)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            total_loss += ce.item()
+            total_aux += float(aux.detach())
+            targets_seen += batch.num_targets
+            rate = targets_seen / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{ce.item():.3f}", targets_s=f"{rate:,.0f}")
+        seconds = time.perf_counter() - start
+        valid = validate(model, data, "valid", max_len, config, device).summary()
+        record = EpochRecord(
+            epoch=epoch,
+            step=step,
+            loss=total_loss / len(sampler),
+            aux_loss=total_aux / len(sampler),
+            seconds=seconds,
+            targets_per_second=targets_seen / seconds,
+            valid=valid,
+            **_router_summary(model, data, max_len, device, fusion_scale(model, step)),
+        )
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record, model)
+        if progress:
+            tqdm.write(
+                f"epoch {epoch}: loss {record.loss:.4f}  valid NDCG@10 "
+                f"{valid[SELECTION_METRIC]:.4f}  HR@10 {valid['HR@10']:.4f}  "
+                f"{seconds:.1f} s, {record.targets_per_second:,.0f} targets/s"
+            )
+        if valid[SELECTION_METRIC] > best_score:
+            best_score, best_epoch, best_valid = valid[SELECTION_METRIC], epoch, valid
+            best_state = copy.deepcopy(model.state_dict())
+            stale = 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                stopped = f"no validation improvement for {config.patience} epochs"
+                break
+        if config.max_minutes and time.perf_counter() - began > 60 * config.max_minutes:
+            stopped = f"time budget of {config.max_minutes} minutes"
+            break
+    model.load_state_dict(best_state)
+    return FitResult(best_epoch, best_valid, history, time.perf_counter() - began, stopped)
+
+
+@torch.no_grad()
+def _router_summary(
+    model: SequentialModel,
+    data: SequenceData,
+    max_len: int,
+    device: torch.device,
+    scale: float,
+    sample: int = 512,
+) -> dict[str, list]:
+    """Fusion weights and the share of tokens each expert received, on a sample of users."""
+    alphas = [float(a) for a in getattr(model, "fusion_alphas", lambda s: [])(scale)]
+    model.eval()
+    part = data.split("valid")
+    users = np.arange(min(sample, data.num_users))
+    items, _ = right_padded(part.items, part.starts[users], part.ends[users], max_len)
+    tokens = torch.from_numpy(items).to(device)
+    output = model(tokens, alpha_scale=scale)
+    real = tokens != PAD
+    shares = []
+    for layer in output.router:
+        chosen = (layer.gates > 0)[real].float()  # (T, E)
+        shares.append((chosen.sum(0) / chosen.sum()).tolist())
+    return {"alpha": alphas, "expert_share": shares}

@@ -1,0 +1,150 @@
+"""Run directories: what a training run leaves behind, and re-scoring one.
+
+A run directory holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line
+per epoch), ``model.safetensors`` (best weights), ``final.json`` (validation and test
+metrics), ``router.json`` (routing statistics of MoE models) and ``tensorboard/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from safetensors.torch import load_file, save_file
+
+from hymoerec.config import ConfigError, RunConfig, from_dict, to_dict
+from hymoerec.data.cache import load_dataset
+from hymoerec.data.protocol import ProtocolConfig, SequenceData
+from hymoerec.data.registry import Source
+from hymoerec.evaluation.metrics import DEFAULT_METRICS
+from hymoerec.models import build_model, config_class
+from hymoerec.models.base import SequentialModel
+from hymoerec.training.loop import EpochRecord, fit, resolve_device, validate
+
+WEIGHTS = "model.safetensors"
+
+
+def load_data(config: RunConfig) -> tuple[Source, SequenceData]:
+    protocol = ProtocolConfig(user_core=config.data.user_core, item_core=config.data.item_core)
+    return load_dataset(config.dataset, config.data.data_dir, config.data.cache_dir, protocol)
+
+
+def history_length(config: RunConfig, source: Source) -> int:
+    return config.train.max_len or source.max_len
+
+
+def model_options(config: RunConfig, max_len: int) -> dict[str, Any]:
+    """The model's options; a position table not sized explicitly fits the history length."""
+    options = dict(config.model_options)
+    fields = {f.name for f in dataclasses.fields(config_class(config.model))}
+    if "max_len" in fields and "max_len" not in options:
+        options["max_len"] = max_len
+    return options
+
+
+def _summary_tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional at run time
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def train(config: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` (written atomically: a temporary directory renamed
+    into place when the run ends, so a failed run leaves nothing half-written)."""
+    if run_dir.exists():
+        raise ConfigError(f"run directory {run_dir} already exists; choose another --out")
+    source, data = load_data(config)
+    max_len = history_length(config, source)
+    model = build_model(config.model, model_options(config, max_len), data.num_items)
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+    try:
+        resolved = to_dict(config)
+        resolved["model_options"] = dataclasses.asdict(model.config)
+        resolved["train"]["max_len"] = max_len
+        (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        writer = _summary_tensorboard(tmp)
+        log = (tmp / "metrics.jsonl").open("w")
+
+        def on_epoch(record: EpochRecord, _: SequentialModel) -> None:
+            log.write(json.dumps(dataclasses.asdict(record)) + "\n")
+            log.flush()
+            if writer is not None:
+                writer.add_scalar("train/loss", record.loss, record.epoch)
+                writer.add_scalar("train/aux_loss", record.aux_loss, record.epoch)
+                writer.add_scalar(
+                    "train/targets_per_second", record.targets_per_second, record.epoch
+                )
+                for name, value in record.valid.items():
+                    writer.add_scalar(f"valid/{name}", value, record.epoch)
+                for layer, alpha in enumerate(record.alpha):
+                    writer.add_scalar(f"moe/alpha_layer{layer}", alpha, record.epoch)
+
+        result = fit(model, data, config.train, max_len, on_epoch, progress)
+        log.close()
+        if writer is not None:
+            writer.close()
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+            str(tmp / WEIGHTS),
+        )
+        device = resolve_device(config.train.device)
+        test = validate(model, data, "test", max_len, config.train, device)
+        final = {
+            "model": config.model,
+            "dataset": source.name,
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "stopped": result.stopped,
+            "train_seconds": round(result.train_seconds, 2),
+            "protocol": "full ranking, history items ranked",
+            "valid": result.best_valid,
+            "test": test.summary(DEFAULT_METRICS),
+        }
+        (tmp / "final.json").write_text(json.dumps(final, indent=2))
+        if result.history and result.history[-1].expert_share:
+            router = [
+                {"epoch": r.epoch, "alpha": r.alpha, "expert_share": r.expert_share}
+                for r in result.history
+            ]
+            (tmp / "router.json").write_text(json.dumps(router, indent=2))
+        os.rename(tmp, run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def load_run(run_dir: Path) -> tuple[RunConfig, SequentialModel, Source, SequenceData]:
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file() or not (run_dir / WEIGHTS).is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml / {WEIGHTS})")
+    config = from_dict(RunConfig, yaml.safe_load(config_path.read_text()))
+    source, data = load_data(config)
+    model = build_model(config.model, config.model_options, data.num_items)
+    model.load_state_dict(load_file(str(run_dir / WEIGHTS)))
+    return config, model, source, data
+
+
+def evaluate_run(run_dir: Path) -> dict[str, dict[str, float]]:
+    config, model, source, data = load_run(run_dir)
+    device = resolve_device(config.train.device)
+    model.to(device)
+    max_len = history_length(config, source)
+    begin = time.perf_counter()
+    report = {
+        split: validate(model, data, split, max_len, config.train, device).summary()
+        for split in ("valid", "test")
+    }
+    report["seconds"] = {"total": time.perf_counter() - begin}
+    return report

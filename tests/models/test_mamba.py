@@ -1,0 +1,86 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hymoerec.models.mamba import Mamba, SelectiveScan, selective_scan
+
+
+def recurrence(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+) -> torch.Tensor:
+    """The selective SSM written step by step, one batch row and one channel at a time."""
+    batch, length, d_inner = u.shape
+    y = torch.zeros(batch, length, d_inner, dtype=torch.float64)
+    for b in range(batch):
+        for d in range(d_inner):
+            h = torch.zeros(A.size(1), dtype=torch.float64)
+            for t in range(length):
+                h = torch.exp(delta[b, t, d] * A[d]) * h + delta[b, t, d] * B[b, t] * u[b, t, d]
+                y[b, t, d] = (C[b, t] * h).sum()
+    return y
+
+
+def scan_inputs(
+    batch: int = 2, length: int = 7, d_inner: int = 3, d_state: int = 4
+) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return [
+        torch.randn(batch, length, d_inner, generator=g),
+        F.softplus(torch.randn(batch, length, d_inner, generator=g)),
+        -torch.rand(d_inner, d_state, generator=g) * 3 - 0.1,
+        torch.randn(batch, length, d_state, generator=g),
+        torch.randn(batch, length, d_state, generator=g),
+    ]
+
+
+def test_scan_matches_the_step_by_step_recurrence() -> None:
+    inputs = scan_inputs()
+    expected = recurrence(*[t.double() for t in inputs])
+    torch.testing.assert_close(selective_scan(*inputs).double(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_scan_gradients_match_the_recurrence() -> None:
+    inputs = [t.double().requires_grad_() for t in scan_inputs()]
+    assert torch.autograd.gradcheck(SelectiveScan.apply, inputs)
+    weight = torch.randn(2, 7, 3, dtype=torch.float64)
+    expected = torch.autograd.grad((recurrence(*inputs) * weight).sum(), inputs)
+    actual = torch.autograd.grad((SelectiveScan.apply(*inputs) * weight).sum(), inputs)
+    for name, a, e in zip(["u", "delta", "A", "B", "C"], actual, expected, strict=True):
+        torch.testing.assert_close(a, e, msg=f"gradient of {name}")
+
+
+def test_scan_without_gradients_gives_the_same_output() -> None:
+    inputs = scan_inputs()
+    with torch.no_grad():
+        no_grad = selective_scan(*inputs)
+    with_grad = selective_scan(*[t.requires_grad_() for t in inputs])
+    torch.testing.assert_close(no_grad, with_grad.detach())
+
+
+def test_mixer_uses_mamba_ssm_parameter_names_and_shapes() -> None:
+    mixer = Mamba(d_model=32, d_state=8, d_conv=4, expand=2)
+    shapes = {name: tuple(p.shape) for name, p in mixer.state_dict().items()}
+    assert shapes == {
+        "A_log": (64, 8),
+        "D": (64,),
+        "in_proj.weight": (128, 32),
+        "conv1d.weight": (64, 1, 4),
+        "conv1d.bias": (64,),
+        "x_proj.weight": (2 + 16, 64),  # dt_rank = ceil(32 / 16) = 2
+        "dt_proj.weight": (64, 2),
+        "dt_proj.bias": (64,),
+        "out_proj.weight": (32, 64),
+    }
+    torch.testing.assert_close(-torch.exp(mixer.A_log[0]), -torch.arange(1.0, 9.0))
+
+
+@pytest.mark.parametrize("changed", [0, 3, 5])
+def test_mixer_is_causal(changed: int) -> None:
+    torch.manual_seed(0)
+    mixer = Mamba(d_model=16, d_state=4)
+    x = torch.randn(2, 6, 16)
+    other = x.clone()
+    other[:, changed] += 1.0
+    y, y_other = mixer(x), mixer(other)
+    torch.testing.assert_close(y[:, :changed], y_other[:, :changed])
+    assert not torch.allclose(y[:, changed], y_other[:, changed])
