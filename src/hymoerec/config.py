@@ -33,11 +33,13 @@ class TrainConfig:
     lr: float = 1e-3  # Adam(W) learning rate
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     warmup_steps: int = 0  # linear learning-rate warm-up, in optimizer steps
+    bucket: int = 16  # sort each run of this many batches by length (less padding); 0 = off
     patience: int = 10  # validation rounds without NDCG@10 improvement before stopping
     max_len: int = 0  # history length; 0 = the dataset's (200 ML-1M, 50 Beauty)
     seed: int = 2024  # seeds weights, shuffling and masking: one seed, one result
     eval_batch_size: int = 1024  # users ranked at once during validation
     device: str = "auto"  # auto = cuda when available, else cpu
+    loss: str = "chunked_ce"  # ce: textbook full softmax; chunked_ce: same values, less memory
     bf16: bool = False  # bfloat16 autocast for the forward pass
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     threads: int = 0  # torch CPU threads; 0 = torch's default
@@ -49,9 +51,11 @@ class TrainConfig:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must be at least 1")
         if self.lr <= 0:
             raise ConfigError(f"train.lr={self.lr}: must be positive")
-        for name in ("weight_decay", "warmup_steps", "max_len", "max_minutes", "threads"):
+        for name in ("weight_decay", "warmup_steps", "bucket", "max_len", "max_minutes", "threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must not be negative")
+        if self.loss not in ("ce", "chunked_ce"):
+            raise ConfigError(f"train.loss={self.loss!r}: expected ce or chunked_ce")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device={self.device!r}: expected auto, cpu or cuda[:N]")
 

@@ -26,16 +26,19 @@ def tiny() -> SequenceData:
     return data
 
 
-def oracle_for(targets: np.ndarray):  # type: ignore[no-untyped-def]
-    done = 0  # users are scored in order, batch after batch
+def oracle_for(data: SequenceData, split: str):  # type: ignore[no-untyped-def]
+    """A scorer that knows each user's target, recognising users by their history."""
+    part = data.split(split)
+    target_of = {
+        tuple(part.items[s:e].tolist()): int(t)
+        for s, e, t in zip(part.starts, part.ends, part.targets, strict=True)
+    }
 
     def scorer(histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        nonlocal done
-        batch = torch.from_numpy(targets[done : done + histories.size(0)])
-        done += histories.size(0)
         scores = torch.zeros(histories.size(0), 6)
         scores[:, 0] = 100.0  # padding scores highest but must never be ranked
-        scores[torch.arange(histories.size(0)), batch] = 1.0
+        for row, (history, length) in enumerate(zip(histories, lengths, strict=True)):
+            scores[row, target_of[tuple(history[:length].tolist())]] = 1.0
         return scores
 
     return scorer
@@ -43,23 +46,38 @@ def oracle_for(targets: np.ndarray):  # type: ignore[no-untyped-def]
 
 def test_oracle_ranks_every_target_first_and_padding_is_never_ranked() -> None:
     data = tiny()
-    targets = data.split("test").targets
-    result = evaluate(oracle_for(targets), data, "test", max_len=10, batch_size=2)
-    assert result.ranks.tolist() == [1, 1, 1]
+    for split in ("valid", "test"):
+        result = evaluate(oracle_for(data, split), data, split, max_len=10, batch_size=2)
+        assert result.ranks.tolist() == [1, 1, 1]
 
 
 def test_scorer_sees_truncated_right_padded_histories() -> None:
     data = tiny()
-    seen: list[torch.Tensor] = []
+    seen: list[list[int]] = []
 
     def scorer(histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        seen.append(histories.clone())
+        assert (lengths == (histories != 0).sum(1)).all()
+        assert histories.size(1) == lengths.max()  # padded only to the longest history
+        seen.extend(histories.tolist())
         return torch.zeros(histories.size(0), 6)
 
     evaluate(scorer, data, "test", max_len=3, batch_size=8)
-    assert seen[0].tolist() == [[2, 3, 4], [3, 4, 2], [5, 1, 2]]
-    evaluate(scorer, data, "valid", max_len=4, batch_size=8)
-    assert seen[1].tolist() == [[1, 2, 3, 0], [2, 3, 4, 0], [5, 1, 0, 0]]
+    assert sorted(seen) == sorted([[2, 3, 4], [3, 4, 2], [5, 1, 2]])
+    seen.clear()
+    evaluate(scorer, data, "valid", max_len=4, batch_size=1)
+    assert sorted(seen) == sorted([[1, 2, 3], [2, 3, 4], [5, 1]])
+
+
+def test_results_come_back_in_user_order() -> None:
+    data = tiny()
+
+    def last_item_first(histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        scores = torch.arange(6, dtype=torch.float32).repeat(histories.size(0), 1)
+        return scores  # item 5 best, then 4, 3, ...
+
+    result = evaluate(last_item_first, data, "test", max_len=10, batch_size=1)
+    # test targets: a -> 5 (rank 1), b -> 3 (rank 3), c -> 3 (rank 3)
+    assert result.ranks.tolist() == [1, 3, 3]
 
 
 def test_history_exclusion_removes_seen_items_but_not_the_target() -> None:

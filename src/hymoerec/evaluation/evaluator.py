@@ -40,22 +40,33 @@ def evaluate(
     part = data.split(split)
     assert part.targets is not None
     users = np.arange(data.num_users)
-    higher, ties = [], []
+    # Users are batched by history length and each batch is padded only to its longest
+    # history, so short histories do not pay for long ones; results return in user order.
+    lengths = np.minimum(part.ends - part.starts, max_len)
+    order = np.argsort(lengths, kind="stable")
+    higher = torch.empty(data.num_users, dtype=torch.int64)
+    ties = torch.empty(data.num_users, dtype=torch.int64)
     batches = range(0, data.num_users, batch_size)
     for start in tqdm(batches, desc=f"rank {split}", unit="batch", disable=not progress):
-        batch = users[start : start + batch_size]
-        windows, lengths = right_padded(part.items, part.starts[batch], part.ends[batch], max_len)
+        batch = order[start : start + batch_size]
+        longest = int(lengths[batch].max())
+        windows, window_lengths = right_padded(
+            part.items, part.starts[batch], part.ends[batch], longest
+        )
         targets = torch.from_numpy(part.targets[batch]).to(device)
-        scores = scorer(torch.from_numpy(windows).to(device), torch.from_numpy(lengths).to(device))
+        scores = scorer(
+            torch.from_numpy(windows).to(device), torch.from_numpy(window_lengths).to(device)
+        )
         scores = scores.float()  # (B, N + 1)
         scores[:, PAD] = -torch.inf
         if exclude_history:
             target_score = scores.gather(1, targets[:, None])
-            longest = int((part.ends[batch] - part.starts[batch]).max())
-            full, _ = right_padded(part.items, part.starts[batch], part.ends[batch], longest)
+            full_length = int((part.ends[batch] - part.starts[batch]).max())
+            full, _ = right_padded(part.items, part.starts[batch], part.ends[batch], full_length)
             scores.scatter_(1, torch.from_numpy(full).to(device), -torch.inf)
             scores.scatter_(1, targets[:, None], target_score)
         above, tied = target_ranks(scores, targets)
-        higher.append(above.cpu())
-        ties.append(tied.cpu())
-    return RankingResult.from_tensors(users, torch.cat(higher), torch.cat(ties))
+        index = torch.from_numpy(batch)
+        higher[index] = above.cpu()
+        ties[index] = tied.cpu()
+    return RankingResult.from_tensors(users, higher, ties)

@@ -34,7 +34,14 @@ class TrainBatch:
 class BatchSampler:
     """Shuffled training windows of one dataset, as right-padded tensors."""
 
-    def __init__(self, data: SequenceData, max_len: int, batch_size: int, masked: bool) -> None:
+    def __init__(
+        self,
+        data: SequenceData,
+        max_len: int,
+        batch_size: int,
+        masked: bool,
+        bucket: int = 0,
+    ) -> None:
         train = data.split("train")
         self.items = np.asarray(train.items)
         # causal inputs stop one before the end (the last item is only a target)
@@ -42,6 +49,7 @@ class BatchSampler:
         self.starts, self.ends = windows(train.starts, ends, max_len)
         self.batch_size = batch_size
         self.masked = masked
+        self.bucket = bucket
 
     def __len__(self) -> int:
         return -(-len(self.starts) // self.batch_size)
@@ -54,9 +62,7 @@ class BatchSampler:
     def epoch(
         self, rng: np.random.Generator, mask_token: int = 0, mask_prob: float = 0.0
     ) -> Iterator[TrainBatch]:
-        order = rng.permutation(len(self.starts))
-        for first in range(0, len(order), self.batch_size):
-            chosen = order[first : first + self.batch_size]
+        for chosen in self._batches(rng):
             starts, ends = self.starts[chosen], self.ends[chosen]
             longest = int((ends - starts).max())
             inputs, _ = right_padded(self.items, starts, ends, longest)
@@ -65,6 +71,22 @@ class BatchSampler:
             else:
                 targets, _ = right_padded(self.items, starts + 1, ends + 1, longest)
                 yield TrainBatch(torch.from_numpy(inputs), torch.from_numpy(targets))
+
+    def _batches(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """Shuffled window indices cut into batches. With ``bucket`` > 0, each run of
+        ``bucket`` batches is sorted by window length before it is cut, so a batch holds
+        windows of similar length and little padding; batch order is then shuffled."""
+        order = rng.permutation(len(self.starts))
+        if self.bucket:
+            span = self.bucket * self.batch_size
+            lengths = self.ends - self.starts
+            for first in range(0, len(order), span):
+                part = order[first : first + span]
+                order[first : first + span] = part[np.argsort(lengths[part], kind="stable")]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.bucket:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
 
     @staticmethod
     def _mask(

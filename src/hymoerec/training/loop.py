@@ -4,6 +4,7 @@ each epoch, early stopping, best weights restored at the end."""
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import random
 import time
@@ -22,9 +23,10 @@ from hymoerec.evaluation.evaluator import evaluate
 from hymoerec.evaluation.metrics import RankingResult
 from hymoerec.models.base import SequentialModel
 from hymoerec.training.batches import BatchSampler, TrainBatch
-from hymoerec.training.loss import full_softmax_ce
+from hymoerec.training.loss import LOSSES
 
 SELECTION_METRIC = "NDCG@10"
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -54,6 +56,7 @@ class EpochRecord:
     seconds: float
     targets_per_second: float
     valid: dict[str, float]
+    elapsed: float  # wall seconds since training began, validation included
     alpha: list[float] = field(default_factory=list)
     expert_share: list[list[float]] = field(default_factory=list)  # per MoE layer
 
@@ -91,15 +94,87 @@ def validate(
 
 
 def train_step(
-    model: SequentialModel, batch: TrainBatch, scale: float, bf16: bool, device: torch.device
+    model: SequentialModel,
+    batch: TrainBatch,
+    scale: float,
+    config: TrainConfig,
+    device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Loss of one batch: (total, CE, auxiliary), plus nothing else kept alive."""
+    """Loss of one batch: (total, CE, auxiliary)."""
     items, targets = batch.items.to(device), batch.targets.to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    loss_fn = LOSSES[config.loss]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
         output = model(items, alpha_scale=scale)
         mask = targets != PAD
-        ce = full_softmax_ce(output.hidden[mask], model.item_weights(), targets[mask])
+        ce = loss_fn(output.hidden[mask], model.item_weights(), targets[mask])
     return ce + output.aux_loss, ce, output.aux_loss
+
+
+@dataclass
+class EpochStats:
+    steps: int
+    loss: float  # mean CE over the epoch's batches
+    aux_loss: float
+    targets: int
+    seconds: float
+
+
+class Trainer:
+    """Optimizer, schedule and batch order of one run; ``run_epoch`` trains one epoch."""
+
+    def __init__(
+        self, model: SequentialModel, data: SequenceData, config: TrainConfig, max_len: int
+    ) -> None:
+        self.rng = seed_everything(config.seed)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.config = config
+        self.sampler = BatchSampler(
+            data, max_len, config.batch_size, model.bidirectional, config.bucket
+        )
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        warmup = config.warmup_steps
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+        )
+        self.step = 0  # optimizer steps taken: t in the fusion warm-up min(1, t / T_warmup)
+
+    def run_epoch(self, label: str = "", progress: bool = False) -> EpochStats:
+        model, config = self.model, self.config
+        model.train()
+        mask_token = getattr(model, "mask_token", 0)
+        mask_prob = getattr(model.config, "mask_prob", 0.0) if model.bidirectional else 0.0
+        start = time.perf_counter()
+        total_loss = total_aux = 0.0
+        targets = steps = 0
+        bar = tqdm(
+            self.sampler.epoch(self.rng, mask_token, mask_prob),
+            total=len(self.sampler),
+            desc=label,
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        )
+        for batch in bar:
+            scale = fusion_scale(model, self.step)
+            loss, ce, aux = train_step(model, batch, scale, config, self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.schedule.step()
+            self.step += 1
+            steps += 1
+            total_loss += ce.item()
+            total_aux += float(aux.detach())
+            targets += batch.num_targets
+            rate = targets / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{ce.item():.3f}", targets_s=f"{rate:,.0f}")
+        seconds = time.perf_counter() - start
+        return EpochStats(steps, total_loss / steps, total_aux / steps, targets, seconds)
 
 
 def fit(
@@ -111,74 +186,40 @@ def fit(
     progress: bool = True,
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the best validation weights."""
-    rng = seed_everything(config.seed)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    model.to(device)
-    masked = model.bidirectional
-    sampler = BatchSampler(data, max_len, config.batch_size, masked=masked)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    warmup = config.warmup_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
-    )
-    mask_token = getattr(model, "mask_token", 0)
-    mask_prob = getattr(getattr(model, "config", None), "mask_prob", 0.0)
-
+    trainer = Trainer(model, data, config, max_len)
+    device = trainer.device
     best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
     best_valid: dict[str, float] = {}
     history: list[EpochRecord] = []
-    step, stale, stopped = 0, 0, "epochs"
+    stale, stopped = 0, "epochs"
     began = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        start = time.perf_counter()
-        total_loss = total_aux = 0.0
-        targets_seen = 0
-        bar = tqdm(
-            sampler.epoch(rng, mask_token, mask_prob),
-            total=len(sampler),
-            desc=f"epoch {epoch}",
-            unit="batch",
-            disable=not progress,
-            leave=False,
-        )
-        for batch in bar:
-            loss, ce, aux = train_step(model, batch, fusion_scale(model, step), config.bf16, device)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            step += 1
-            total_loss += ce.item()
-            total_aux += float(aux.detach())
-            targets_seen += batch.num_targets
-            rate = targets_seen / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{ce.item():.3f}", targets_s=f"{rate:,.0f}")
-        seconds = time.perf_counter() - start
+        stats = trainer.run_epoch(f"epoch {epoch}", progress)
         valid = validate(model, data, "valid", max_len, config, device).summary()
+        scale = fusion_scale(model, trainer.step)
         record = EpochRecord(
             epoch=epoch,
-            step=step,
-            loss=total_loss / len(sampler),
-            aux_loss=total_aux / len(sampler),
-            seconds=seconds,
-            targets_per_second=targets_seen / seconds,
+            step=trainer.step,
+            loss=stats.loss,
+            aux_loss=stats.aux_loss,
+            seconds=stats.seconds,
+            targets_per_second=stats.targets / stats.seconds,
             valid=valid,
-            **_router_summary(model, data, max_len, device, fusion_scale(model, step)),
+            elapsed=time.perf_counter() - began,
+            **_router_summary(model, data, max_len, device, scale),
         )
         history.append(record)
         if on_epoch is not None:
             on_epoch(record, model)
-        if progress:
-            tqdm.write(
-                f"epoch {epoch}: loss {record.loss:.4f}  valid NDCG@10 "
-                f"{valid[SELECTION_METRIC]:.4f}  HR@10 {valid['HR@10']:.4f}  "
-                f"{seconds:.1f} s, {record.targets_per_second:,.0f} targets/s"
-            )
+        log.info(
+            "epoch %d: loss %.4f  valid NDCG@10 %.4f  HR@10 %.4f  %.1f s, %s targets/s",
+            epoch,
+            record.loss,
+            valid[SELECTION_METRIC],
+            valid["HR@10"],
+            stats.seconds,
+            f"{record.targets_per_second:,.0f}",
+        )
         if valid[SELECTION_METRIC] > best_score:
             best_score, best_epoch, best_valid = valid[SELECTION_METRIC], epoch, valid
             best_state = copy.deepcopy(model.state_dict())

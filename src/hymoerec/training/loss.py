@@ -64,3 +64,7 @@ def chunked_softmax_ce(
     """Same value and gradients as ``full_softmax_ce``, memory bounded by ``chunk`` rows."""
     loss: Tensor = _ChunkedSoftmaxCE.apply(hidden, weights, targets, chunk)
     return loss
+
+
+# name -> loss(hidden (T, D), item table (N + 1, D), targets (T,)); both are exact
+LOSSES = {"ce": full_softmax_ce, "chunked_ce": chunked_softmax_ce}

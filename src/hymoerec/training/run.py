@@ -26,7 +26,7 @@ from hymoerec.data.registry import Source
 from hymoerec.evaluation.metrics import DEFAULT_METRICS
 from hymoerec.models import build_model, config_class
 from hymoerec.models.base import SequentialModel
-from hymoerec.training.loop import EpochRecord, fit, resolve_device, validate
+from hymoerec.training.loop import EpochRecord, fit, resolve_device, seed_everything, validate
 
 WEIGHTS = "model.safetensors"
 
@@ -64,6 +64,7 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, 
         raise ConfigError(f"run directory {run_dir} already exists; choose another --out")
     source, data = load_data(config)
     max_len = history_length(config, source)
+    seed_everything(config.train.seed)  # the initial weights are part of the seeded run
     model = build_model(config.model, model_options(config, max_len), data.num_items)
 
     run_dir.parent.mkdir(parents=True, exist_ok=True)

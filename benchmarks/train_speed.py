@@ -1,0 +1,124 @@
+"""Seconds per epoch, targets per second, peak memory and evaluation time per model.
+
+    python benchmarks/train_speed.py --dataset ml-1m --models hymoerec mamba4rec sasrec
+    python benchmarks/train_speed.py --models hymoerec --set bucket=0 --set loss=ce  # ablate
+
+Each model runs in a fresh interpreter (so peak memory is its own): one full training
+epoch through the library's Trainer (all positions, every training target), then a full
+ranking of every user's validation target. ``--set`` overrides TrainConfig fields, to
+show what each speed-up contributes.
+
+Time to quality comes from finished runs instead: ``--runs DIR [DIR ...]`` reads their
+metrics.jsonl and prints the wall time to validation NDCG@10 of 0.10 and 0.15.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def measure(model_name: str, dataset: str, data_dir: str, overrides: list[str]) -> dict:
+    import torch
+
+    from hymoerec.config import TrainConfig, apply_overrides, from_dict
+    from hymoerec.data.cache import load_dataset
+    from hymoerec.models import build_model, config_class
+    from hymoerec.training.loop import Trainer, validate
+
+    source, data = load_dataset(dataset, data_dir)
+    train_config = from_dict(TrainConfig, apply_overrides({}, overrides))
+    max_len = train_config.max_len or source.max_len
+    options = (
+        {"max_len": max_len}
+        if "max_len" in {f for f in config_class(model_name).__dataclass_fields__}
+        else {}
+    )
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_name, options, data.num_items)
+    trainer = Trainer(model, data, train_config, max_len)
+    stats = trainer.run_epoch()
+    begin = time.perf_counter()
+    validate(model, data, "valid", max_len, train_config, trainer.device)
+    evaluation = time.perf_counter() - begin
+    return {
+        "model": model_name,
+        "batches": stats.steps,
+        "epoch_s": stats.seconds,
+        "targets": stats.targets,
+        "targets_per_s": stats.targets / stats.seconds,
+        "eval_s": evaluation,
+        "users": data.num_users,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def time_to_quality(run_dirs: list[Path], thresholds: tuple[float, ...] = (0.10, 0.15)) -> None:
+    header = " | ".join(f"s to {t:.2f}" for t in thresholds)
+    print(f"{'run':<40} | {'model':<10} | {header} | best NDCG@10 | epochs")
+    for run in run_dirs:
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        model = yaml.safe_load((run / "config.yaml").read_text())["model"]
+        reached = []
+        for threshold in thresholds:
+            hit = next((r["elapsed"] for r in records if r["valid"]["NDCG@10"] >= threshold), None)
+            reached.append(f"{hit:>9.0f}" if hit is not None else f"{'never':>9}")
+        best = max(r["valid"]["NDCG@10"] for r in records)
+        print(
+            f"{run.name:<40} | {model:<10} | {' | '.join(reached)} | {best:>12.4f} | {len(records)}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataset", default="ml-1m")
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--models", nargs="+", default=["hymoerec", "mamba4rec", "sasrec"])
+    parser.add_argument("--set", action="append", default=[], help="TrainConfig KEY=VALUE")
+    parser.add_argument("--runs", nargs="+", type=Path, help="print time to quality of runs")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.runs:
+        time_to_quality(args.runs)
+        return
+    if args.child:
+        print(json.dumps(measure(args.child, args.dataset, args.data_dir, args.set)))
+        return
+    print(f"{args.dataset}, one full epoch, overrides: {args.set or 'none'}")
+    print(
+        f"{'model':<10} {'batches':>7} {'s/epoch':>8} {'targets':>9} {'targets/s':>10} "
+        f"{'eval s':>7} {'peak GB':>8}"
+    )
+    for model in args.models:
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            model,
+            "--dataset",
+            args.dataset,
+            "--data-dir",
+            args.data_dir,
+        ]
+        for item in args.set:
+            command += ["--set", item]
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        print(
+            f"{r['model']:<10} {r['batches']:>7} {r['epoch_s']:>8.1f} {r['targets']:>9,} "
+            f"{r['targets_per_s']:>10,.0f} {r['eval_s']:>7.2f} {r['peak_rss_gb']:>8.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
