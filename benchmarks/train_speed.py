@@ -3,7 +3,8 @@
     python benchmarks/train_speed.py --dataset ml-1m --models hymoerec mamba4rec sasrec
     python benchmarks/train_speed.py --models hymoerec --set bucket=0 --set loss=ce  # ablate
 
-Each model runs in a fresh interpreter (so peak memory is its own): one full training
+Training settings come from configs/DATASET-MODEL.yaml when it exists (else TrainConfig's
+defaults). Each model runs in a fresh interpreter (so peak memory is its own): one full training
 epoch through the library's Trainer (all positions, every training target), then a full
 ranking of every user's validation target. ``--set`` overrides TrainConfig fields, to
 show what each speed-up contributes.
@@ -34,7 +35,10 @@ def measure(model_name: str, dataset: str, data_dir: str, overrides: list[str]) 
     from hymoerec.training.loop import Trainer, validate
 
     source, data = load_dataset(dataset, data_dir)
-    train_config = from_dict(TrainConfig, apply_overrides({}, overrides))
+    # the training settings of the model's run config (configs/DATASET-MODEL.yaml) if any
+    config_file = Path(__file__).resolve().parents[1] / "configs" / f"{dataset}-{model_name}.yaml"
+    base = yaml.safe_load(config_file.read_text()).get("train", {}) if config_file.is_file() else {}
+    train_config = from_dict(TrainConfig, apply_overrides(base, overrides))
     max_len = train_config.max_len or source.max_len
     options = (
         {"max_len": max_len}
@@ -50,6 +54,7 @@ def measure(model_name: str, dataset: str, data_dir: str, overrides: list[str]) 
     evaluation = time.perf_counter() - begin
     return {
         "model": model_name,
+        "batch_size": train_config.batch_size,
         "batches": stats.steps,
         "epoch_s": stats.seconds,
         "targets": stats.targets,

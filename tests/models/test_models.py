@@ -151,3 +151,13 @@ def test_every_model_overfits_a_tiny_dataset(name: str, options: dict[str, Any])
         predicted = model.score(history, history_lengths)[:, 1:].argmax(-1) + 1
         answers = seqs[torch.arange(8), history_lengths]
     assert (predicted == answers).float().mean() == 1.0
+
+
+@pytest.mark.parametrize("name", ["hymoerec", "mamba4rec"])
+def test_last_position_shortcut_equals_full_forward(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, {"hidden_size": 16, "num_layers": 2}, num_items=30).eval()
+    items = torch.tensor([[3, 4, 5, 0, 0], [7, 8, 9, 10, 11], [2, 0, 0, 0, 0]])
+    lengths = torch.tensor([3, 5, 1])
+    full = model(items).hidden[torch.arange(3), lengths - 1]
+    torch.testing.assert_close(model.next_item_hidden(items, lengths), full)

@@ -52,25 +52,13 @@ def read_movielens_dat(
     pass ``encoding="utf-8"`` to get non-ASCII ids right.
     """
     path = Path(path)
-    users: list[str] = []
-    items: list[str] = []
-    times: list[int | float] = []
-    ratings: list[float] = []
     with _text_lines(path, encoding, progress) as lines:
-        for number, line in enumerate(lines, start=1):
-            if line.isspace():
-                continue
-            fields = line.rstrip("\r\n").split("::")
-            if len(fields) != 4:
-                problem = f"expected 4 fields separated by '::', got {len(fields)}"
-                raise MalformedRowError(path, number, problem)
-            user, item, rating, timestamp = fields
-            _check_ids(path, number, user, item)
-            users.append(user)
-            items.append(item)
-            ratings.append(_parse_rating(path, number, rating))
-            times.append(_parse_number_time(path, number, timestamp))
-    return _build(path, users, items, times, ratings, min_rating)
+        rows = (
+            (number, line.rstrip("\r\n").split("::"))
+            for number, line in enumerate(lines, start=1)
+            if not line.isspace()
+        )
+        return _rating_rows(path, rows, "'::'", min_rating, check_ids=True)
 
 
 def read_movielens_100k(
@@ -85,24 +73,9 @@ def read_movielens_100k(
     Any run of whitespace separates fields, so space-separated copies read too.
     """
     path = Path(path)
-    users: list[str] = []
-    items: list[str] = []
-    times: list[int | float] = []
-    ratings: list[float] = []
     with _text_lines(path, encoding, progress) as lines:
-        for number, line in enumerate(lines, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 4:
-                problem = f"expected 4 fields separated by tabs, got {len(fields)}"
-                raise MalformedRowError(path, number, problem)
-            user, item, rating, timestamp = fields
-            users.append(user)
-            items.append(item)
-            ratings.append(_parse_rating(path, number, rating))
-            times.append(_parse_number_time(path, number, timestamp))
-    return _build(path, users, items, times, ratings, min_rating)
+        rows = ((number, line.split()) for number, line in enumerate(lines, start=1))
+        return _rating_rows(path, (r for r in rows if r[1]), "tabs", min_rating)
 
 
 def read_sequences(
@@ -142,26 +115,10 @@ def read_amazon_ratings(
 ) -> Interactions:
     """Amazon 2014 ``ratings_<Category>.csv``: ``user,item,rating,timestamp``, no header."""
     path = Path(path)
-    users: list[str] = []
-    items: list[str] = []
-    times: list[int | float] = []
-    ratings: list[float] = []
     with _text_lines(path, encoding, progress) as lines:
-        rows = csv.reader(lines)
-        for row in rows:
-            if _is_blank(row):
-                continue
-            number = rows.line_num
-            if len(row) != 4:
-                problem = f"expected 4 fields separated by ',', got {len(row)}"
-                raise MalformedRowError(path, number, problem)
-            user, item, rating, timestamp = row
-            _check_ids(path, number, user, item)
-            users.append(user)
-            items.append(item)
-            ratings.append(_parse_rating(path, number, rating))
-            times.append(_parse_number_time(path, number, timestamp))
-    return _build(path, users, items, times, ratings, min_rating)
+        reader = csv.reader(lines)
+        rows = ((reader.line_num, row) for row in reader if not _is_blank(row))
+        return _rating_rows(path, rows, "','", min_rating, check_ids=True)
 
 
 def read_amazon_reviews(
@@ -625,3 +582,29 @@ def _decode_error(path: Path, encoding: str) -> DataError:
                 return DataError(f"{path}: not valid {encoding} at {where}; {advice}")
             offset += len(line)
     return DataError(f"{path}: not valid {encoding}; {advice}")
+
+
+def _rating_rows(
+    path: Path,
+    rows: Iterator[tuple[int, list[str]]],
+    separator: str,
+    min_rating: float | None,
+    check_ids: bool = False,
+) -> Interactions:
+    """(line number, fields) rows of ``user item rating timestamp`` -> Interactions."""
+    users: list[str] = []
+    items: list[str] = []
+    times: list[int | float] = []
+    ratings: list[float] = []
+    for number, fields in rows:
+        if len(fields) != 4:
+            problem = f"expected 4 fields separated by {separator}, got {len(fields)}"
+            raise MalformedRowError(path, number, problem)
+        user, item, rating, timestamp = fields
+        if check_ids:
+            _check_ids(path, number, user, item)
+        users.append(user)
+        items.append(item)
+        ratings.append(_parse_rating(path, number, rating))
+        times.append(_parse_number_time(path, number, timestamp))
+    return _build(path, users, items, times, ratings, min_rating)

@@ -9,7 +9,9 @@ than one layer) -> FFN sub-layer ``LN(x + dropout(ffn(x)))``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
+import torch
 from torch import Tensor, nn
 
 from hymoerec.models.base import ModelOutput, RouterStats, SequentialModel
@@ -70,10 +72,12 @@ class MambaLayer(nn.Module):
         ffn = make_ffn(d, inner, config.dropout, config.ffn, config.moe)
         self.ffn = ResidualFFN(ffn, d, config.dropout)
 
-    def forward(self, x: Tensor, alpha_scale: float) -> tuple[Tensor, RouterStats | None]:
+    def mix(self, x: Tensor) -> Tensor:
         h = self.dropout(self.mamba(x))  # (B, L, D)
-        x = self.norm(x + h if self.residual else h)
-        return self.ffn(x, alpha_scale)
+        return self.norm(x + h if self.residual else h)
+
+    def forward(self, x: Tensor, alpha_scale: float) -> tuple[Tensor, RouterStats | None]:
+        return self.ffn(self.mix(x), alpha_scale)
 
 
 class Mamba4Rec(MoEBackbone, SequentialModel):
@@ -101,6 +105,19 @@ class Mamba4Rec(MoEBackbone, SequentialModel):
 
     def item_weights(self) -> Tensor:
         return self.item_embedding.weight  # (num_items + 1, D)
+
+    def next_item_hidden(self, items: Tensor, lengths: Tensor) -> Tensor:
+        # The FFN is position-wise and only the last real position is scored, so the last
+        # layer's FFN (the experts included) runs on that position alone.
+        x = self.norm(self.dropout(self.item_embedding(items)))  # (B, L, D)
+        *body, last = cast(list[MambaLayer], list(self.layers))
+        for layer in body:
+            x, _ = layer(x, 1.0)
+        x = last.mix(x)  # (B, L, D)
+        rows = torch.arange(items.size(0), device=items.device)
+        x = x[rows, (lengths - 1).clamp(min=0)][:, None, :]  # (B, 1, D)
+        x, _ = last.ffn(x, 1.0)
+        return x[:, 0]  # (B, D)
 
 
 class HyMoERec(Mamba4Rec):
