@@ -101,8 +101,8 @@ def main() -> None:
         return
     print(f"{args.dataset}, one full epoch, overrides: {args.set or 'none'}")
     print(
-        f"{'model':<10} {'batches':>7} {'s/epoch':>8} {'targets':>9} {'targets/s':>10} "
-        f"{'eval s':>7} {'peak GB':>8}"
+        f"{'model':<10} {'batch':>5} {'batches':>7} {'s/epoch':>8} {'targets':>9} "
+        f"{'targets/s':>10} {'eval s':>7} {'peak GB':>8}"
     )
     for model in args.models:
         command = [
@@ -120,8 +120,9 @@ def main() -> None:
         done = subprocess.run(command, check=True, capture_output=True, text=True)
         r = json.loads(done.stdout.strip().splitlines()[-1])
         print(
-            f"{r['model']:<10} {r['batches']:>7} {r['epoch_s']:>8.1f} {r['targets']:>9,} "
-            f"{r['targets_per_s']:>10,.0f} {r['eval_s']:>7.2f} {r['peak_rss_gb']:>8.2f}"
+            f"{r['model']:<10} {r['batch_size']:>5} {r['batches']:>7} {r['epoch_s']:>8.1f} "
+            f"{r['targets']:>9,} {r['targets_per_s']:>10,.0f} {r['eval_s']:>7.2f} "
+            f"{r['peak_rss_gb']:>8.2f}"
         )
 
 
