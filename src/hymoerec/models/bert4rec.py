@@ -16,8 +16,9 @@ from torch import Tensor, nn
 
 from hymoerec.models.base import ModelOutput, RouterStats, SequentialModel
 from hymoerec.models.config import one_of, positive_int, probability
-from hymoerec.models.layers import LAYER_NORM_EPS, PositionEmbedding, TransformerBlock, recbole_init
-from hymoerec.models.moe import FFN_KINDS, MoEBackbone, MoEConfig, make_ffn, moe_aux_loss
+from hymoerec.models.layers import LAYER_NORM_EPS, PositionEmbedding, recbole_init
+from hymoerec.models.moe import FFN_KINDS, MoEBackbone, MoEConfig, moe_aux_loss
+from hymoerec.models.sasrec import transformer_layers
 
 
 @dataclass(frozen=True)
@@ -64,16 +65,7 @@ class BERT4Rec(MoEBackbone, SequentialModel):
         self.position = PositionEmbedding(config.max_len, d)
         self.norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
         self.dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(
-            TransformerBlock(
-                d,
-                config.num_heads,
-                make_ffn(d, config.inner_size, config.dropout, config.ffn, config.moe),
-                config.dropout,
-                config.attn_dropout,
-            )
-            for _ in range(config.num_layers)
-        )
+        self.layers = transformer_layers(config)
         # RecBole's output transform before scoring against the item table
         self.head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d, eps=LAYER_NORM_EPS))
         self.apply(recbole_init)

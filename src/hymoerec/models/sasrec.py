@@ -7,6 +7,7 @@ post-LN transformer layers. ``ffn: hymoe`` puts the Hybrid MoE into every layer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
@@ -20,6 +21,9 @@ from hymoerec.models.layers import (
     recbole_init,
 )
 from hymoerec.models.moe import FFN_KINDS, MoEBackbone, MoEConfig, make_ffn, moe_aux_loss
+
+if TYPE_CHECKING:
+    from hymoerec.models.bert4rec import BERT4RecConfig
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,22 @@ class SASRecConfig:
             raise ValueError(f"moe must be a MoEConfig, got {type(self.moe).__name__}")
 
 
+def transformer_layers(config: SASRecConfig | BERT4RecConfig) -> nn.ModuleList:
+    """The stack of transformer blocks SASRec and BERT4Rec share; each block's FFN is a
+    plain point-wise FFN or the Hybrid MoE, as ``config.ffn`` says."""
+    d = config.hidden_size
+    return nn.ModuleList(
+        TransformerBlock(
+            d,
+            config.num_heads,
+            make_ffn(d, config.inner_size, config.dropout, config.ffn, config.moe),
+            config.dropout,
+            config.attn_dropout,
+        )
+        for _ in range(config.num_layers)
+    )
+
+
 class SASRec(MoEBackbone, SequentialModel):
     def __init__(self, config: SASRecConfig, num_items: int) -> None:
         super().__init__(num_items)
@@ -60,16 +80,7 @@ class SASRec(MoEBackbone, SequentialModel):
         self.position = PositionEmbedding(config.max_len, d)
         self.norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
         self.dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(
-            TransformerBlock(
-                d,
-                config.num_heads,
-                make_ffn(d, config.inner_size, config.dropout, config.ffn, config.moe),
-                config.dropout,
-                config.attn_dropout,
-            )
-            for _ in range(config.num_layers)
-        )
+        self.layers = transformer_layers(config)
         self.apply(recbole_init)
 
     def forward(self, items: Tensor, alpha_scale: float = 1.0) -> ModelOutput:
