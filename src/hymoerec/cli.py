@@ -122,6 +122,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         / (f"{config.model}-{Path(config.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     )
     final = train(config, out, progress=not args.quiet)
+    if not final:  # a data-parallel rank other than 0: rank 0 reports
+        return
     print(
         f"{config.model} on {final['dataset']}: best epoch {final['best_epoch']} of "
         f"{final['epochs_run']} ({final['stopped']}), {final['train_seconds']:.0f} s; "

@@ -26,6 +26,11 @@ class DataConfig:
     item_core: int = 5  # k-core threshold for items (paper: 5)
 
 
+# ce: textbook full softmax; chunked_ce: same values and gradients, bounded memory;
+# sampled_softmax: popularity-sampled softmax with logQ correction; gbce: gSASRec's gBCE
+LOSS_NAMES = ("ce", "chunked_ce", "sampled_softmax", "gbce")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 200  # upper bound; early stopping normally ends the run sooner
@@ -38,24 +43,30 @@ class TrainConfig:
     max_len: int = 0  # history length; 0 = the dataset's (200 ML-1M, 50 Beauty)
     seed: int = 2024  # seeds weights, shuffling and masking: one seed, one result
     eval_batch_size: int = 256  # users ranked at once (larger batches thrash the CPU cache)
+    eval_item_chunk: int = 65_536  # items ranked at once: bounds memory on big catalogues; 0 = all
     device: str = "auto"  # auto = cuda when available, else cpu
-    loss: str = "chunked_ce"  # ce: textbook full softmax; chunked_ce: same values, less memory
+    loss: str = "chunked_ce"  # one of LOSS_NAMES above; docs/scaling.md compares them
+    negatives: int = 256  # shared sampled negatives per batch (sampled_softmax, gbce)
+    gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 = plain BCE (gSASRec uses 0.75)
     bf16: bool = False  # bfloat16 autocast for the forward pass
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
     def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "eval_batch_size", "patience")
+        positive = ("epochs", "batch_size", "eval_batch_size", "patience", "negatives")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must be at least 1")
         if self.lr <= 0:
             raise ConfigError(f"train.lr={self.lr}: must be positive")
-        for name in ("weight_decay", "warmup_steps", "bucket", "max_len", "max_minutes", "threads"):
+        non_negative = ("weight_decay", "warmup_steps", "bucket", "max_len", "max_minutes")
+        for name in (*non_negative, "threads", "eval_item_chunk"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must not be negative")
-        if self.loss not in ("ce", "chunked_ce"):
-            raise ConfigError(f"train.loss={self.loss!r}: expected ce or chunked_ce")
+        if self.loss not in LOSS_NAMES:
+            raise ConfigError(f"train.loss={self.loss!r}: expected one of {', '.join(LOSS_NAMES)}")
+        if not 0 <= self.gbce_t <= 1:
+            raise ConfigError(f"train.gbce_t={self.gbce_t}: must be in [0, 1]")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device={self.device!r}: expected auto, cpu or cuda[:N]")
 

@@ -5,7 +5,7 @@ import torch
 from hymoerec.data.interactions import Interactions
 from hymoerec.data.protocol import ProtocolConfig, SequenceData, apply_protocol
 from hymoerec.evaluation.baselines import MostPopular, Transition
-from hymoerec.evaluation.evaluator import evaluate
+from hymoerec.evaluation.evaluator import FactorScorer, evaluate
 
 
 def tiny() -> SequenceData:
@@ -123,3 +123,32 @@ def test_transition_counts_next_items_from_the_last_one() -> None:
 def test_bad_split_is_rejected() -> None:
     with pytest.raises(ValueError, match="'train'"):
         evaluate(MostPopular(tiny()), tiny(), "train", max_len=5)
+
+
+@pytest.mark.parametrize("exclude_history", [False, True])
+@pytest.mark.parametrize("chunk", [1, 4, 7])
+def test_ranking_over_item_chunks_equals_the_full_score_matrix(
+    exclude_history: bool, chunk: int
+) -> None:
+    rng = np.random.default_rng(0)
+    users, items, times = [], [], []
+    for user in range(40):
+        length = int(rng.integers(3, 12))
+        users += [f"u{user}"] * length
+        items += rng.integers(1, 16, length).astype(str).tolist()
+        times += list(range(length))
+    log = Interactions(np.array(users), np.array(items), np.array(times))
+    data = apply_protocol(log, ProtocolConfig(user_core=3, item_core=1))
+    # small integer vectors: exact dot products, so many items tie with the target
+    table = torch.from_numpy(rng.integers(-2, 3, (data.num_items + 1, 3))).float()
+
+    def hidden(histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return table[histories].sum(1)  # (B, 3)
+
+    scorer = FactorScorer(hidden, table)
+    for split in ("valid", "test"):
+        full = evaluate(scorer, data, split, 5, 8, exclude_history)
+        chunked = evaluate(scorer, data, split, 5, 8, exclude_history, item_chunk=chunk)
+        assert (full.ties > 0).any()
+        assert np.array_equal(full.higher, chunked.higher)
+        assert np.array_equal(full.ties, chunked.ties)

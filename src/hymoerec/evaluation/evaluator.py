@@ -1,8 +1,16 @@
-"""Batched full-ranking evaluation of any scorer on a leave-one-out split."""
+"""Batched full-ranking evaluation of any scorer on a leave-one-out split.
+
+A scorer returns a (B, N + 1) score matrix. On a catalogue of millions of items that
+matrix is the memory peak, so a ``FactorScorer`` (scores = user vectors x item table, which
+every model here is) may instead be ranked chunk by chunk over the items: the target's
+score first, then the items scoring above it or tied with it, counted one chunk at a time.
+The ranks are the same; peak memory is (B x chunk).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +26,17 @@ from hymoerec.evaluation.metrics import RankingResult, target_ranks
 Scorer = Callable[[Tensor, Tensor], Tensor]
 
 
+@dataclass(frozen=True)
+class FactorScorer:
+    """A scorer whose scores are dot products of a user vector with the item table."""
+
+    hidden: Callable[[Tensor, Tensor], Tensor]  # (histories, lengths) -> (B, D)
+    weights: Tensor  # (N + 1, D); row 0 is padding
+
+    def __call__(self, histories: Tensor, lengths: Tensor) -> Tensor:
+        return self.hidden(histories, lengths) @ self.weights.T  # (B, N + 1)
+
+
 @torch.no_grad()
 def evaluate(
     scorer: Scorer,
@@ -28,12 +47,15 @@ def evaluate(
     exclude_history: bool = False,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    item_chunk: int = 0,
 ) -> RankingResult:
     """Rank every item for every user of ``split`` ('valid' or 'test').
 
     The scorer sees each history cut to its last ``max_len`` items. Padding is never
     ranked. With ``exclude_history`` every item of the user's full history (except the
-    target itself) is removed from the ranking; the paper's protocol keeps them.
+    target itself) is removed from the ranking; the paper's protocol keeps them. With
+    ``item_chunk`` > 0 and a ``FactorScorer`` over more items than that, items are ranked
+    ``item_chunk`` at a time (same ranks, bounded memory).
     """
     if split not in ("valid", "test"):
         raise ValueError(f"evaluation split must be 'valid' or 'test', got {split!r}")
@@ -54,19 +76,57 @@ def evaluate(
             part.items, part.starts[batch], part.ends[batch], longest
         )
         targets = torch.from_numpy(part.targets[batch]).to(device)
-        scores = scorer(
-            torch.from_numpy(windows).to(device), torch.from_numpy(window_lengths).to(device)
-        )
-        scores = scores.float()  # (B, N + 1)
-        scores[:, PAD] = -torch.inf
+        histories = torch.from_numpy(windows).to(device)
+        history_lengths = torch.from_numpy(window_lengths).to(device)
+        excluded = None
         if exclude_history:
-            target_score = scores.gather(1, targets[:, None])
             full_length = int((part.ends[batch] - part.starts[batch]).max())
             full, _ = right_padded(part.items, part.starts[batch], part.ends[batch], full_length)
-            scores.scatter_(1, torch.from_numpy(full).to(device), -torch.inf)
-            scores.scatter_(1, targets[:, None], target_score)
-        above, tied = target_ranks(scores, targets)
+            excluded = torch.from_numpy(full).to(device)
+        if isinstance(scorer, FactorScorer) and 0 < item_chunk < scorer.weights.size(0):
+            hidden = scorer.hidden(histories, history_lengths)  # (B, D)
+            above, tied = chunked_target_ranks(
+                hidden, scorer.weights, targets, excluded, item_chunk
+            )
+        else:
+            scores = scorer(histories, history_lengths).float()  # (B, N + 1)
+            scores[:, PAD] = -torch.inf
+            if excluded is not None:
+                target_score = scores.gather(1, targets[:, None])
+                scores.scatter_(1, excluded, -torch.inf)
+                scores.scatter_(1, targets[:, None], target_score)
+            above, tied = target_ranks(scores, targets)
         index = torch.from_numpy(batch)
         higher[index] = above.cpu()
         ties[index] = tied.cpu()
     return RankingResult.from_tensors(users, higher, ties)
+
+
+def chunked_target_ranks(
+    hidden: Tensor, weights: Tensor, targets: Tensor, history: Tensor | None, chunk: int
+) -> tuple[Tensor, Tensor]:
+    """``target_ranks`` of the scores hidden (B, D) @ weights (N + 1, D).T, computed over
+    ``chunk`` items at a time; ``history`` (B, M) PAD-padded items to exclude, if any.
+
+    The target's score comes from the same kind of product as the chunks' (a (B, B)
+    matrix against the targets' rows), and the target's own entry in its chunk is set to
+    it, so the target always ties with itself exactly as in the full matrix.
+    """
+    rows = torch.arange(len(targets), device=targets.device)
+    target_score = (hidden @ weights[targets].T).float()[rows, rows]  # (B,)
+    higher = torch.zeros_like(targets)
+    ties = torch.zeros_like(targets)
+    for start in range(0, weights.size(0), chunk):
+        stop = min(start + chunk, weights.size(0))
+        scores = (hidden @ weights[start:stop].T).float()  # (B, C)
+        if start == PAD:
+            scores[:, PAD] = -torch.inf
+        if history is not None:
+            inside = (history >= start) & (history < stop) & (history != PAD)  # (B, M)
+            row, col = inside.nonzero(as_tuple=True)
+            scores[row, history[row, col] - start] = -torch.inf
+        mine = (targets >= start) & (targets < stop)
+        scores[rows[mine], targets[mine] - start] = target_score[mine]
+        higher += (scores > target_score[:, None]).sum(dim=1)
+        ties += (scores == target_score[:, None]).sum(dim=1)
+    return higher, ties - 1  # minus the target itself

@@ -5,6 +5,11 @@ is the item after it, so one forward pass yields every prefix example. Histories
 than ``max_len`` are cut into windows so that every training target is used once.
 Masked (bidirectional) models: random items of a window are replaced by a mask token and
 predicted.
+
+In a data-parallel run every process draws the same global batches from the shared seed
+and builds only its own rows (``rank::world``), so each reads only its share of the
+sequences; the loss weights carried by the batch make the all-reduced gradient equal the
+gradient of the whole global batch.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from hymoerec.data.protocol import SequenceData
 class TrainBatch:
     items: Tensor  # (B, L) right-padded inputs
     targets: Tensor  # (B, L) item to predict at each position; PAD where nothing is
+    # Data parallelism: the mean CE over this process's targets times ``target_weight``,
+    # averaged over the processes, is the mean over the global batch's targets; likewise
+    # for the auxiliary loss (a mean over sequences). Both are 1 in a single process.
+    target_weight: float = 1.0
+    sequence_weight: float = 1.0
 
     @property
     def num_targets(self) -> int:
@@ -60,17 +70,40 @@ class BatchSampler:
         return int((self.ends - self.starts).sum())
 
     def epoch(
-        self, rng: np.random.Generator, mask_token: int = 0, mask_prob: float = 0.0
+        self,
+        rng: np.random.Generator,
+        mask_token: int = 0,
+        mask_prob: float = 0.0,
+        rank: int = 0,
+        world: int = 1,
     ) -> Iterator[TrainBatch]:
+        """One epoch of batches; with ``world`` > 1, process ``rank``'s rows of each."""
         for chosen in self._batches(rng):
-            starts, ends = self.starts[chosen], self.ends[chosen]
+            lengths = self.ends[chosen] - self.starts[chosen]  # (B,) global batch
+            # drawn for the global batch whatever the rank, so every rank's rng stays in step
+            masked = self._mask_positions(lengths, rng, mask_prob) if self.masked else None
+            # strided, so that a length-bucketed batch splits into shards of similar length
+            mine = np.arange(rank, len(chosen), world)
+            weight = 1.0
+            if len(mine) == 0:  # a last batch smaller than the world: a zero-weight stand-in
+                mine, weight = np.zeros(1, dtype=np.int64), 0.0
+            starts, ends = self.starts[chosen[mine]], self.ends[chosen[mine]]
             longest = int((ends - starts).max())
             inputs, _ = right_padded(self.items, starts, ends, longest)
-            if self.masked:
-                yield self._mask(inputs, rng, mask_token, mask_prob)
+            if masked is not None:
+                mine_masked = masked[mine, :longest]
+                targets = np.where(mine_masked, inputs, PAD)
+                inputs = np.where(mine_masked, mask_token, inputs)
+                total_targets, local_targets = int(masked.sum()), int(mine_masked.sum())
             else:
                 targets, _ = right_padded(self.items, starts + 1, ends + 1, longest)
-                yield TrainBatch(torch.from_numpy(inputs), torch.from_numpy(targets))
+                total_targets, local_targets = int(lengths.sum()), int((ends - starts).sum())
+            yield TrainBatch(
+                torch.from_numpy(inputs),
+                torch.from_numpy(targets),
+                target_weight=weight * world * local_targets / total_targets,
+                sequence_weight=weight * world * len(mine) / len(chosen),
+            )
 
     def _batches(self, rng: np.random.Generator) -> list[np.ndarray]:
         """Shuffled window indices cut into batches. With ``bucket`` > 0, each run of
@@ -89,15 +122,14 @@ class BatchSampler:
         return batches
 
     @staticmethod
-    def _mask(
-        inputs: np.ndarray, rng: np.random.Generator, mask_token: int, mask_prob: float
-    ) -> TrainBatch:
-        real = inputs != PAD
-        masked = real & (rng.random(inputs.shape) < mask_prob)
+    def _mask_positions(
+        lengths: np.ndarray, rng: np.random.Generator, mask_prob: float
+    ) -> np.ndarray:
+        """(B, longest) positions to mask: each real item with ``mask_prob``."""
+        longest = int(lengths.max())
+        real = np.arange(longest)[None, :] < lengths[:, None]
+        masked = real & (rng.random((len(lengths), longest)) < mask_prob)
         # every window predicts at least one item: mask its last real item when none drew
-        lengths = real.sum(axis=1)
         none = ~masked.any(axis=1)
         masked[np.flatnonzero(none), lengths[none] - 1] = True
-        targets = np.where(masked, inputs, PAD)
-        items = np.where(masked, mask_token, inputs)
-        return TrainBatch(torch.from_numpy(items), torch.from_numpy(targets))
+        return masked

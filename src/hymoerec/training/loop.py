@@ -1,5 +1,6 @@
 """The one training loop: full-softmax CE at every position, validation on NDCG@10 after
-each epoch, early stopping, best weights restored at the end."""
+each epoch, early stopping, best weights restored at the end. Under ``torchrun`` the same
+loop runs data-parallel (``training/distributed.py``): rank 0 validates and decides."""
 
 from __future__ import annotations
 
@@ -13,17 +14,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from hymoerec.config import TrainConfig
 from hymoerec.data.batches import right_padded
 from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
-from hymoerec.evaluation.evaluator import evaluate
+from hymoerec.evaluation.evaluator import FactorScorer, evaluate
 from hymoerec.evaluation.metrics import RankingResult
 from hymoerec.models.base import SequentialModel
 from hymoerec.training.batches import BatchSampler, TrainBatch
-from hymoerec.training.loss import LOSSES
+from hymoerec.training.distributed import World, broadcast_flag, init_process_group
+from hymoerec.training.loss import LossFn, make_loss
 
 SELECTION_METRIC = "NDCG@10"
 log = logging.getLogger(__name__)
@@ -35,10 +40,24 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, world: World | None = None) -> torch.device:
+    """The configured device; in a data-parallel run on GPUs, this process's GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and world is not None and world.distributed:
+        return torch.device("cuda", world.local_rank)
+    return device
+
+
+def item_counts(data: SequenceData) -> np.ndarray:
+    """(N + 1,) occurrences of each item in the training split (what negative samplers see):
+    every interaction minus the validation and test targets."""
+    size = data.num_items + 1
+    counts = np.bincount(data.items, minlength=size)
+    for split in ("valid", "test"):
+        counts -= np.bincount(data.split(split).targets, minlength=size)  # type: ignore[arg-type]
+    return counts
 
 
 def fusion_scale(model: SequentialModel, step: int) -> float:
@@ -82,13 +101,14 @@ def validate(
     model.eval()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
         result = evaluate(
-            model.score,
+            FactorScorer(model.next_item_hidden, model.item_weights()),
             data,
             split,
             max_len,
             config.eval_batch_size,
             device=device,
             progress=progress,
+            item_chunk=config.eval_item_chunk,
         )
     return result
 
@@ -99,15 +119,18 @@ def train_step(
     scale: float,
     config: TrainConfig,
     device: torch.device,
+    loss_fn: LossFn,
+    network: nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Loss of one batch: (total, CE, auxiliary)."""
+    """Loss of one batch: (total to back-propagate, CE, auxiliary). ``network`` runs the
+    forward pass when it is not ``model`` itself (its DistributedDataParallel wrapper)."""
     items, targets = batch.items.to(device), batch.targets.to(device)
-    loss_fn = LOSSES[config.loss]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-        output = model(items, alpha_scale=scale)
+        output = (network or model)(items, alpha_scale=scale)
         mask = targets != PAD
         ce = loss_fn(output.hidden[mask], model.item_weights(), targets[mask])
-    return ce + output.aux_loss, ce, output.aux_loss
+    total = batch.target_weight * ce + batch.sequence_weight * output.aux_loss
+    return total, ce, output.aux_loss
 
 
 @dataclass
@@ -123,13 +146,30 @@ class Trainer:
     """Optimizer, schedule and batch order of one run; ``run_epoch`` trains one epoch."""
 
     def __init__(
-        self, model: SequentialModel, data: SequenceData, config: TrainConfig, max_len: int
+        self,
+        model: SequentialModel,
+        data: SequenceData,
+        config: TrainConfig,
+        max_len: int,
+        world: World | None = None,
     ) -> None:
         self.rng = seed_everything(config.seed)
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device)
+        self.world = world or World()
+        self.device = resolve_device(config.device, self.world)
         self.model = model.to(self.device)
+        self.network: nn.Module = self.model
+        if self.world.distributed:
+            init_process_group(self.world, self.device)
+            # routed experts that receive no token on a rank get no gradient there; DDP
+            # must then look for unused parameters instead of waiting for them
+            self.network = DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+        self.loss_fn = make_loss(config, item_counts(data))
         self.config = config
         self.sampler = BatchSampler(
             data, max_len, config.batch_size, model.bidirectional, config.bucket
@@ -151,8 +191,9 @@ class Trainer:
         start = time.perf_counter()
         total_loss = total_aux = 0.0
         targets = steps = 0
+        rank, world = self.world.rank, self.world.size
         bar = tqdm(
-            self.sampler.epoch(self.rng, mask_token, mask_prob),
+            self.sampler.epoch(self.rng, mask_token, mask_prob, rank, world),
             total=len(self.sampler),
             desc=label,
             unit="batch",
@@ -161,18 +202,28 @@ class Trainer:
         )
         for batch in bar:
             scale = fusion_scale(model, self.step)
-            loss, ce, aux = train_step(model, batch, scale, config, self.device)
+            loss, ce, aux = train_step(
+                model, batch, scale, config, self.device, self.loss_fn, self.network
+            )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.schedule.step()
             self.step += 1
             steps += 1
-            total_loss += ce.item()
-            total_aux += float(aux.detach())
-            targets += batch.num_targets
+            # weighted as the gradients are: summed over ranks, the global batch's means
+            total_loss += ce.item() * batch.target_weight / world
+            total_aux += float(aux.detach()) * batch.sequence_weight / world
+            targets += batch.num_targets if batch.target_weight else 0
             rate = targets / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{ce.item():.3f}", targets_s=f"{rate:,.0f}")
+        if self.world.distributed:
+            totals = torch.tensor(
+                [total_loss, total_aux, targets], dtype=torch.float64, device=self.device
+            )
+            dist.all_reduce(totals)
+            total_loss, total_aux, count = totals.tolist()
+            targets = int(count)
         seconds = time.perf_counter() - start
         return EpochStats(steps, total_loss / steps, total_aux / steps, targets, seconds)
 
@@ -184,9 +235,14 @@ def fit(
     max_len: int,
     on_epoch: Callable[[EpochRecord, SequentialModel], None] | None = None,
     progress: bool = True,
+    world: World | None = None,
 ) -> FitResult:
-    """Train ``model`` in place; on return it holds the best validation weights."""
-    trainer = Trainer(model, data, config, max_len)
+    """Train ``model`` in place; on return it holds the best validation weights.
+
+    In a data-parallel run only rank 0 validates, calls ``on_epoch`` and returns a
+    history; it tells the other ranks when to stop, and they return an empty result."""
+    world = world or World()
+    trainer = Trainer(model, data, config, max_len, world)
     device = trainer.device
     best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
     best_valid: dict[str, float] = {}
@@ -194,7 +250,11 @@ def fit(
     stale, stopped = 0, "epochs"
     began = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        stats = trainer.run_epoch(f"epoch {epoch}", progress)
+        stats = trainer.run_epoch(f"epoch {epoch}", progress and world.is_main)
+        if not world.is_main:
+            if broadcast_flag(False, world):
+                break
+            continue
         valid = validate(model, data, "valid", max_len, config, device).summary()
         scale = fusion_scale(model, trainer.step)
         record = EpochRecord(
@@ -228,10 +288,13 @@ def fit(
             stale += 1
             if stale >= config.patience:
                 stopped = f"no validation improvement for {config.patience} epochs"
-                break
-        if config.max_minutes and time.perf_counter() - began > 60 * config.max_minutes:
+        over_time = time.perf_counter() - began > 60 * config.max_minutes
+        if stopped == "epochs" and config.max_minutes and over_time:
             stopped = f"time budget of {config.max_minutes} minutes"
+        if broadcast_flag(stopped != "epochs", world):
             break
+    if not world.is_main:
+        return FitResult(0, {}, [], time.perf_counter() - began, "rank 0 decides")
     model.load_state_dict(best_state)
     return FitResult(best_epoch, best_valid, history, time.perf_counter() - began, stopped)
 

@@ -1,22 +1,36 @@
-"""Full-softmax cross-entropy over every item of the catalogue.
+"""Training losses over the item catalogue: exact full-softmax CE and two sampled ones.
 
 ``full_softmax_ce`` is the textbook version: it materialises the (T, N + 1) logits and
 lets autograd keep them for the backward pass. ``chunked_softmax_ce`` computes the same
 loss and the same gradients over chunks of targets, deriving the gradients already in
 the forward pass (softmax - one-hot) while each chunk's logits are still in cache. Peak
-memory is then (chunk x N) instead of (T x N), and on a CPU it runs about twice as fast
+memory is then (chunk x N) instead of (T x N), with the chunk shrunk on large catalogues
+so that it stays under ``MAX_CHUNK_LOGITS``; on a CPU it also runs about twice as fast
 (benchmarks/train_speed.py).
+
+Exact CE still costs T x N dot products per step. For catalogues of millions of items the
+two approximate losses score each target against S shared sampled negatives instead
+(T x S): ``SampledSoftmaxCE`` (popularity-sampled, logQ-corrected softmax) and ``GBCE``
+(gSASRec's generalised binary cross-entropy with uniform negatives).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hymoerec.config import TrainConfig
 from hymoerec.data.interactions import PAD
+
+# loss(hidden (T, D), item table (N + 1, D), targets (T,)) -> mean loss over the targets
+LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+MAX_CHUNK_LOGITS = 1 << 25  # float32 logits per chunk (128 MiB): 512 targets up to 65k items
 
 
 def full_softmax_ce(hidden: Tensor, weights: Tensor, targets: Tensor) -> Tensor:
@@ -61,10 +75,82 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
 def chunked_softmax_ce(
     hidden: Tensor, weights: Tensor, targets: Tensor, chunk: int = 512
 ) -> Tensor:
-    """Same value and gradients as ``full_softmax_ce``, memory bounded by ``chunk`` rows."""
+    """Same value and gradients as ``full_softmax_ce``, memory bounded by ``chunk`` rows of
+    logits and by ``MAX_CHUNK_LOGITS`` in all (1M items: 32 targets at a time)."""
+    chunk = max(1, min(chunk, MAX_CHUNK_LOGITS // weights.size(0)))
     loss: Tensor = _ChunkedSoftmaxCE.apply(hidden, weights, targets, chunk)
     return loss
 
 
-# name -> loss(hidden (T, D), item table (N + 1, D), targets (T,)); both are exact
-LOSSES = {"ce": full_softmax_ce, "chunked_ce": chunked_softmax_ce}
+# the exact losses, which need nothing but their arguments
+LOSSES: dict[str, LossFn] = {"ce": full_softmax_ce, "chunked_ce": chunked_softmax_ce}
+
+
+class SampledSoftmaxCE:
+    """Softmax over the target and S negatives drawn from item popularity, logQ-corrected.
+
+    Negatives are shared by every target of the batch (one (S, D) gather, one (T, S)
+    product). Sampling popular items more often biases the softmax towards penalising
+    them; subtracting log(S * Q(i)), the expected number of draws of item i, from every
+    logit removes that bias (Jean et al. 2015; Yi et al. 2019), as TensorFlow's
+    ``sampled_softmax_loss`` does. A negative that equals a row's target is masked out.
+    Q is the training frequency plus one, so every item can be drawn.
+    """
+
+    def __init__(self, item_counts: np.ndarray, negatives: int) -> None:
+        counts = torch.as_tensor(np.asarray(item_counts, dtype=np.float64) + 1.0)
+        counts[PAD] = 0.0
+        self.probs = (counts / counts.sum()).float()  # (N + 1,) Q, zero for padding
+        self.log_expected = torch.log(negatives * self.probs)  # (N + 1,) -inf for padding
+        self.negatives = negatives
+
+    def __call__(self, hidden: Tensor, weights: Tensor, targets: Tensor) -> Tensor:
+        if self.probs.device != hidden.device:
+            self.probs = self.probs.to(hidden.device)
+            self.log_expected = self.log_expected.to(hidden.device)
+        sampled = torch.multinomial(self.probs, self.negatives, replacement=True)  # (S,)
+        positive = (hidden * weights[targets]).sum(-1) - self.log_expected[targets]  # (T,)
+        negative = hidden @ weights[sampled].T - self.log_expected[sampled]  # (T, S)
+        negative = negative.masked_fill(sampled[None, :] == targets[:, None], -torch.inf)
+        logits = torch.cat([positive[:, None], negative], dim=1).float()  # (T, 1 + S)
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+class GBCE:
+    """gSASRec's generalised binary cross-entropy (Petrov & Macdonald, RecSys 2023).
+
+    Binary cross-entropy of the target against S uniformly sampled negatives (shared by
+    the batch), with the positive's probability raised to the power
+    beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha), alpha = S / (N - 1) the sampling
+    rate: t = 0 is plain BCE, t = 1 fully counteracts the overconfidence that negative
+    sampling induces. As in gSASRec the loss is the mean over the 1 + S terms per target;
+    a negative equal to its row's target counts as neither.
+    """
+
+    def __init__(self, num_items: int, negatives: int, t: float) -> None:
+        alpha = negatives / max(num_items - 1, 1)
+        self.beta = alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+        self.num_items = num_items
+        self.negatives = negatives
+
+    def __call__(self, hidden: Tensor, weights: Tensor, targets: Tensor) -> Tensor:
+        sampled = torch.randint(1, self.num_items + 1, (self.negatives,), device=hidden.device)
+        positive = (hidden * weights[targets]).sum(-1).float()  # (T,)
+        negative = (hidden @ weights[sampled].T).float()  # (T, S)
+        real = sampled[None, :] != targets[:, None]  # (T, S)
+        # log sigma(s)^beta = beta * log sigma(s); log(1 - sigma(s)) = log sigma(-s)
+        total = -self.beta * F.logsigmoid(positive).sum()
+        total = total - torch.where(real, F.logsigmoid(-negative), 0.0).sum()
+        return total / max(targets.numel() * (1 + self.negatives), 1)
+
+
+def make_loss(config: TrainConfig, item_counts: np.ndarray) -> LossFn:
+    """The loss named by ``config.loss``; ``item_counts`` (N + 1,) are the training
+    frequencies of the items (index 0 = padding), used by the popularity sampler."""
+    if config.loss in LOSSES:
+        return LOSSES[config.loss]
+    if config.loss == "sampled_softmax":
+        return SampledSoftmaxCE(item_counts, config.negatives)
+    if config.loss == "gbce":
+        return GBCE(len(item_counts) - 1, config.negatives, config.gbce_t)
+    raise ValueError(f"unknown loss {config.loss!r}")  # TrainConfig rejects it first

@@ -26,6 +26,13 @@ from hymoerec.data.registry import Source
 from hymoerec.evaluation.metrics import DEFAULT_METRICS
 from hymoerec.models import build_model, config_class
 from hymoerec.models.base import SequentialModel
+from hymoerec.training.distributed import (
+    World,
+    barrier,
+    init_process_group,
+    shutdown,
+    world_from_env,
+)
 from hymoerec.training.loop import EpochRecord, fit, resolve_device, seed_everything, validate
 
 WEIGHTS = "model.safetensors"
@@ -59,13 +66,32 @@ def _summary_tensorboard(run_dir: Path) -> Any:
 
 def train(config: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Train ``config`` into ``run_dir`` (written atomically: a temporary directory renamed
-    into place when the run ends, so a failed run leaves nothing half-written)."""
+    into place when the run ends, so a failed run leaves nothing half-written).
+
+    Under ``torchrun`` every process calls this and trains data-parallel; only rank 0
+    validates, tests and writes ``run_dir``, and the other ranks return an empty dict."""
+    world = world_from_env()
+    init_process_group(world, resolve_device(config.train.device, world))
+    try:
+        return _train(config, run_dir, progress, world)
+    finally:
+        shutdown(world)
+
+
+def _train(config: RunConfig, run_dir: Path, progress: bool, world: World) -> dict[str, Any]:
     if run_dir.exists():
         raise ConfigError(f"run directory {run_dir} already exists; choose another --out")
+    if not world.is_main:
+        barrier(world)  # rank 0 prepares and caches the dataset; the others then load it
     source, data = load_data(config)
+    if world.is_main:
+        barrier(world)
     max_len = history_length(config, source)
     seed_everything(config.train.seed)  # the initial weights are part of the seeded run
     model = build_model(config.model, model_options(config, max_len), data.num_items)
+    if not world.is_main:
+        fit(model, data, config.train, max_len, progress=False, world=world)
+        return {}
 
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
@@ -91,7 +117,7 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, 
                 for layer, alpha in enumerate(record.alpha):
                     writer.add_scalar(f"moe/alpha_layer{layer}", alpha, record.epoch)
 
-        result = fit(model, data, config.train, max_len, on_epoch, progress)
+        result = fit(model, data, config.train, max_len, on_epoch, progress, world)
         log.close()
         if writer is not None:
             writer.close()
@@ -99,7 +125,7 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, 
             {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
             str(tmp / WEIGHTS),
         )
-        device = resolve_device(config.train.device)
+        device = resolve_device(config.train.device, world)
         test = validate(model, data, "test", max_len, config.train, device)
         final = {
             "model": config.model,

@@ -1,0 +1,103 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hymoerec.config import ConfigError, TrainConfig
+from hymoerec.training import loss as losses
+from hymoerec.training.loss import GBCE, SampledSoftmaxCE, make_loss
+
+
+def example(num_items: int = 30, targets: int = 40) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(targets, 8, generator=g, requires_grad=True)
+    weights = torch.randn(num_items + 1, 8, generator=g, requires_grad=True)
+    return hidden, weights, torch.randint(1, num_items + 1, (targets,), generator=g)
+
+
+def test_chunk_shrinks_on_large_catalogues_with_the_same_loss_and_gradients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hidden, weights, targets = example()
+    want = losses.full_softmax_ce(hidden, weights, targets)
+    want_grads = torch.autograd.grad(want, [hidden, weights])
+    seen: list[int] = []
+    original = losses._ChunkedSoftmaxCE.apply
+
+    def spy(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:
+        seen.append(chunk)
+        return original(h, w, y, chunk)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(losses._ChunkedSoftmaxCE, "apply", spy)
+    monkeypatch.setattr(losses, "MAX_CHUNK_LOGITS", 31 * 3)  # 31 rows of logits: 3 targets
+    got = losses.chunked_softmax_ce(hidden, weights, targets)
+    assert seen == [3]
+    torch.testing.assert_close(got, want)
+    for g, w in zip(torch.autograd.grad(got, [hidden, weights]), want_grads, strict=True):
+        torch.testing.assert_close(g, w)
+
+
+def test_sampled_softmax_is_the_logq_corrected_softmax_over_its_draws() -> None:
+    hidden, weights, targets = example()
+    counts = np.arange(31) * 3
+    counts[0] = 0
+    loss = SampledSoftmaxCE(counts, negatives=20)
+    torch.manual_seed(1)
+    got = loss(hidden, weights, targets)
+    torch.manual_seed(1)
+    q = torch.as_tensor(counts + 1.0).float()
+    q[0] = 0
+    q = q / q.sum()
+    drawn = torch.multinomial(q, 20, replacement=True)
+    assert drawn.ne(0).all()  # padding is never a negative
+    want = 0.0
+    for h, y in zip(hidden, targets, strict=True):
+        logits = [h @ weights[y] - math.log(20 * q[y])]
+        logits += [h @ weights[i] - math.log(20 * q[i]) for i in drawn if i != y]
+        want += -F.log_softmax(torch.stack(logits), 0)[0]
+    torch.testing.assert_close(got, want / len(targets))
+
+
+def test_sampled_softmax_with_every_item_drawn_tends_to_the_exact_loss() -> None:
+    hidden, weights, targets = example(num_items=30)
+    loss = SampledSoftmaxCE(np.zeros(31), negatives=20_000)  # uniform Q, many draws
+    torch.manual_seed(0)
+    exact = losses.full_softmax_ce(hidden, weights, targets)
+    # with uniform Q the correction is a constant, and sampled ~ exact + log(S / N) shift
+    shift = math.log(20_000 / 30)
+    assert float(loss(hidden, weights, targets).detach()) == pytest.approx(
+        float(exact) + shift, abs=0.05
+    )
+
+
+@pytest.mark.parametrize("t", [0.0, 0.5, 1.0])
+def test_gbce_matches_its_definition(t: float) -> None:
+    hidden, weights, targets = example(num_items=30)
+    loss = GBCE(num_items=30, negatives=10, t=t)
+    alpha = 10 / 29
+    assert loss.beta == pytest.approx(alpha * (t * (1 - 1 / alpha) + 1 / alpha))
+    assert loss.beta == pytest.approx({0.0: 1.0, 1.0: alpha}.get(t, loss.beta))
+    torch.manual_seed(2)
+    got = loss(hidden, weights, targets)
+    torch.manual_seed(2)
+    drawn = torch.randint(1, 31, (10,))
+    total = 0.0
+    for h, y in zip(hidden, targets, strict=True):
+        total += -math.log(torch.sigmoid(h @ weights[y]) ** loss.beta)
+        total += sum(-math.log(1 - torch.sigmoid(h @ weights[i])) for i in drawn if i != y)
+    assert float(got) == pytest.approx(total / (len(targets) * 11), rel=1e-5)
+
+
+def test_make_loss_and_config_options() -> None:
+    counts = np.ones(31)
+    assert make_loss(TrainConfig(loss="ce"), counts) is losses.full_softmax_ce
+    assert isinstance(make_loss(TrainConfig(loss="sampled_softmax"), counts), SampledSoftmaxCE)
+    assert isinstance(make_loss(TrainConfig(loss="gbce", negatives=5), counts), GBCE)
+    with pytest.raises(ConfigError, match=r"train\.loss"):
+        TrainConfig(loss="bpr")
+    with pytest.raises(ConfigError, match=r"train\.gbce_t"):
+        TrainConfig(gbce_t=1.5)
+    with pytest.raises(ConfigError, match=r"train\.negatives"):
+        TrainConfig(negatives=0)
