@@ -193,6 +193,127 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(_table(["split", *metrics], rows))
 
 
+def _recommendation_table(result: object) -> str:
+    from hymoerec.recommend import Recommendation
+
+    assert isinstance(result, Recommendation)
+    titled = any("title" in meta for meta in result.metadata)
+    headers = ["rank", "item", "title", "score"] if titled else ["rank", "item", "score"]
+    rows = [
+        [
+            row["rank"],
+            row["item_id"],
+            *([row.get("title", "")] if titled else []),
+            f"{row['score']:.4f}",
+        ]
+        for row in result.rows()
+    ]
+    lines = []
+    if result.unknown:
+        lines.append(f"unknown item ids dropped: {', '.join(result.unknown)}")
+    if result.fallback:
+        lines.append(f"note: {result.fallback}")
+    lines.append(_table(headers, rows))
+    return "\n".join(lines)
+
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    from hymoerec.recommend import Recommender
+
+    if (args.user is None) == (args.history is None):
+        raise DataError("give exactly one of --user and --history")
+    recommender = Recommender.load(args.run_dir, args.device, args.data_dir)
+    if args.user is not None:
+        result = recommender.recommend_users([args.user], args.k, not args.include_seen)[0]
+        about = f"user {args.user}"
+    else:
+        history = [item.strip() for item in args.history.split(",") if item.strip()]
+        result = recommender.recommend(history, args.k, not args.include_seen)
+        about = f"a history of {len(history)} items"
+    if args.json:
+        report = {"unknown": result.unknown, "fallback": result.fallback, "items": result.rows()}
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    seen = "seen items included" if args.include_seen else "seen items excluded"
+    print(f"top {args.k} for {about} ({recommender.name}, {seen})")
+    print(_recommendation_table(result))
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    _require("matplotlib", "plot")
+    from hymoerec.plots import plot_training
+
+    out = plot_training(Path(args.run_dir), Path(args.out) if args.out else None)
+    print(f"training curves: {out}")
+
+
+def _require(module: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise DataError(f"this command needs {module}: pip install 'hymoerec[{extra}]'")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    _require("fastapi", "serve")
+    _require("uvicorn", "serve")
+    from hymoerec.recommend import Recommender
+    from hymoerec.serving.app import serve
+
+    recommender = Recommender.load(args.run_dir, args.device, args.data_dir)
+    print(f"serving {recommender.name} on http://{args.host}:{args.port} (docs at /docs)")
+    serve(recommender, args.host, args.port, args.max_batch)
+
+
+DEMO_EPOCHS = {"ml-100k": 15, "ml-1m": 3}
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from hymoerec.config import load_run_config
+    from hymoerec.recommend import Recommender
+    from hymoerec.training.run import train
+
+    source, data = _load(args, args.dataset)
+    sizes = [[source.name, data.num_users, data.num_items, data.num_interactions]]
+    print(_table(["dataset", "users", "items", "interactions"], sizes))
+    epochs = args.epochs or DEMO_EPOCHS.get(source.name, 5)
+    overrides = {"model": "hymoerec", "dataset": args.dataset, "data": {}}
+    if args.data_dir:
+        overrides["data"] = {"data_dir": args.data_dir}
+    settings = [f"train.epochs={epochs}", "train.batch_size=32", "train.warmup_steps=100"]
+    config = load_run_config(None, settings, overrides)
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / (f"demo-{source.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    )
+    print(f"\ntraining HyMoERec for {epochs} epochs (a short demo run) ...")
+    final = train(config, out, progress=True)
+    print(f"\n{final['protocol']}; best epoch {final['best_epoch']} of {final['epochs_run']}")
+    print(_metrics_table({"valid": final["valid"], "test": final["test"]}, DEFAULT_METRICS))
+    recommender = Recommender.load(out)
+    user = data.users.external[0]
+    history = recommender.user_history(user)
+    print(f"\nuser {user}: {len(history)} interactions; the last five:")
+    for item in history[-5:]:
+        print(f"  {item}  {recommender.metadata.get(item, {}).get('title', '')}")
+    print(f"top 10 for user {user} (seen items excluded):")
+    print(_recommendation_table(recommender.recommend_users([user], 10)[0]))
+    config_file = Path("configs") / f"{source.name}-hymoerec.yaml"
+    full = (
+        f"--config {config_file}"
+        if config_file.is_file()
+        else f"--model hymoerec --dataset {args.dataset}"
+    )
+    print(
+        "\nnext steps:\n"
+        f"  full training:   hymoerec train {full} --data-dir {args.data_dir or '<data dir>'}\n"
+        f"  recommend:       hymoerec recommend {out} --user {user}\n"
+        f"  serve over HTTP: hymoerec serve {out} --port 8000   (API docs at /docs)\n"
+        f"  curves:          hymoerec plot {out}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hymoerec", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -250,6 +371,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(handler=cmd_evaluate)
+
+    rec = commands.add_parser("recommend", help="top-k next items for a user or a history")
+    rec.add_argument("run_dir", help="a run directory written by `hymoerec train`")
+    rec.add_argument("--user", help="a user id of the training data (their full history)")
+    rec.add_argument("--history", help="comma-separated raw item ids, oldest first")
+    rec.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    rec.add_argument(
+        "--include-seen", action="store_true", help="allow items of the history to come back"
+    )
+    rec.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    rec.add_argument("--data-dir", help="data directory, for runs without a stored dataset")
+    rec.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rec.set_defaults(handler=cmd_recommend)
+
+    pl = commands.add_parser("plot", help="training curves of a run as PNG")
+    pl.add_argument("run_dir", help="a run directory written by `hymoerec train`")
+    pl.add_argument("--out", help="PNG file to write (default RUN_DIR/training.png)")
+    pl.set_defaults(handler=cmd_plot)
+
+    sv = commands.add_parser("serve", help="HTTP service: POST /recommend, GET /items/{id}")
+    sv.add_argument("run_dir", help="a run directory written by `hymoerec train`")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument(
+        "--max-batch", type=int, default=64, help="most concurrent requests in one model call"
+    )
+    sv.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sv.add_argument("--data-dir", help="data directory, for runs without a stored dataset")
+    sv.set_defaults(handler=cmd_serve)
+
+    demo = commands.add_parser(
+        "demo", help="prepare a dataset, train HyMoERec briefly, show metrics and top-10"
+    )
+    demo.add_argument("dataset", nargs="?", default="ml-1m", help="ml-1m (default) or ml-100k")
+    _add_dataset_options(demo, positional=False)
+    demo.add_argument("--epochs", type=int, help="training epochs (default 3 ML-1M, 15 ML-100K)")
+    demo.add_argument("--out", help="run directory (default runs/demo-DATASET-TIME)")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 

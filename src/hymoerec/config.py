@@ -38,6 +38,7 @@ class TrainConfig:
     lr: float = 1e-3  # Adam(W) learning rate
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     warmup_steps: int = 0  # linear learning-rate warm-up, in optimizer steps
+    schedule: str = "constant"  # after warm-up: constant, or cosine decay to 0 at the last epoch
     bucket: int = 16  # sort each run of this many batches by length (less padding); 0 = off
     patience: int = 10  # validation rounds without NDCG@10 improvement before stopping
     max_len: int = 0  # history length; 0 = the dataset's (200 ML-1M, 50 Beauty)
@@ -63,6 +64,8 @@ class TrainConfig:
         for name in (*non_negative, "threads", "eval_item_chunk"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must not be negative")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"train.schedule={self.schedule!r}: expected constant or cosine")
         if self.loss not in LOSS_NAMES:
             raise ConfigError(f"train.loss={self.loss!r}: expected one of {', '.join(LOSS_NAMES)}")
         if not 0 <= self.gbce_t <= 1:

@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -142,6 +143,17 @@ class EpochStats:
     seconds: float
 
 
+def lr_factor(warmup: int, total: int, schedule: str, step: int) -> float:
+    """Learning-rate multiplier after ``step`` optimizer steps: linear warm-up over
+    ``warmup`` steps, then constant or a cosine decay that reaches 0 at step ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 class Trainer:
     """Optimizer, schedule and batch order of one run; ``run_epoch`` trains one epoch."""
 
@@ -177,9 +189,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        warmup = config.warmup_steps
+        total = config.epochs * len(self.sampler)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+            self.optimizer, partial(lr_factor, config.warmup_steps, total, config.schedule)
         )
         self.step = 0  # optimizer steps taken: t in the fusion warm-up min(1, t / T_warmup)
 

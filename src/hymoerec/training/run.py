@@ -2,7 +2,9 @@
 
 A run directory holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line
 per epoch), ``model.safetensors`` (best weights), ``final.json`` (validation and test
-metrics), ``router.json`` (routing statistics of MoE models) and ``tensorboard/``.
+metrics), ``router.json`` (routing statistics of MoE models), ``tensorboard/``, and what
+serving needs without the raw data: ``dataset/`` (the prepared sequences and id maps)
+and ``items.json`` (item metadata such as titles, when the dataset has them).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from hymoerec.config import ConfigError, RunConfig, from_dict, to_dict
+from hymoerec.data import cache
 from hymoerec.data.cache import load_dataset
+from hymoerec.data.metadata import load_metadata
 from hymoerec.data.protocol import ProtocolConfig, SequenceData
 from hymoerec.data.registry import Source
 from hymoerec.evaluation.metrics import DEFAULT_METRICS
@@ -36,6 +40,8 @@ from hymoerec.training.distributed import (
 from hymoerec.training.loop import EpochRecord, fit, resolve_device, seed_everything, validate
 
 WEIGHTS = "model.safetensors"
+DATASET_DIR = "dataset"  # the prepared sequences, so a run serves without the raw files
+ITEMS = "items.json"
 
 
 def load_data(config: RunConfig) -> tuple[Source, SequenceData]:
@@ -100,6 +106,11 @@ def _train(config: RunConfig, run_dir: Path, progress: bool, world: World) -> di
         resolved["model_options"] = dataclasses.asdict(model.config)
         resolved["train"]["max_len"] = max_len
         (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        cache.save(data, tmp / DATASET_DIR, {"source": str(source.path), "name": source.name})
+        metadata = load_metadata(source)
+        metadata = {i: metadata[i] for i in data.item_ids.external.tolist() if i in metadata}
+        if metadata:
+            (tmp / ITEMS).write_text(json.dumps(metadata, ensure_ascii=False))
         writer = _summary_tensorboard(tmp)
         log = (tmp / "metrics.jsonl").open("w")
 

@@ -1,0 +1,1 @@
+"""HTTP service for a trained run: FastAPI app, micro-batching, uvicorn entry point."""
