@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hymoerec.models.mamba import Mamba, SelectiveScan, selective_scan
+from hymoerec.models.mamba import Mamba, SelectiveScan, last_state_scan, selective_scan
 
 
 def recurrence(
@@ -37,6 +37,30 @@ def test_scan_matches_the_step_by_step_recurrence() -> None:
     inputs = scan_inputs()
     expected = recurrence(*[t.double() for t in inputs])
     torch.testing.assert_close(selective_scan(*inputs).double(), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_last_state_scan_matches_the_recurrence_at_each_rows_last_position(
+    chunked: bool,
+) -> None:
+    u, delta, A, B, C = scan_inputs(batch=3, length=9)
+    last = torch.tensor([8, 0, 4])
+    rows = torch.arange(3)
+    expected = recurrence(u.double(), delta.double(), A.double(), B.double(), C.double())
+    # chunked: one position at a time, as for very large batches
+    limit = 1 if chunked else 1 << 22
+    actual = last_state_scan(u, delta, A, B, C[rows, last], last, max_elements=limit)
+    torch.testing.assert_close(actual.double(), expected[rows, last], atol=1e-5, rtol=1e-5)
+
+
+def test_last_state_scan_ignores_what_follows_the_last_position() -> None:
+    u, delta, A, B, C = scan_inputs(batch=2, length=9)
+    last = torch.tensor([3, 5])
+    rows = torch.arange(2)
+    before = last_state_scan(u, delta, A, B, C[rows, last], last)
+    u[:, 6:], delta[:, 6:], B[:, 6:] = 1e3, 50.0, -1e3  # huge values after every last position
+    after = last_state_scan(u, delta, A, B, C[rows, last], last)
+    torch.testing.assert_close(before, after)
 
 
 def test_scan_gradients_match_the_recurrence() -> None:

@@ -101,6 +101,42 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) ->
     return out
 
 
+def last_state_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C_last: Tensor,
+    last: Tensor,
+    max_elements: int = 1 << 22,
+) -> Tensor:
+    """The scan's output at one position per row, without the sequential loop.
+
+    Unrolled, ``h_T = sum_{t <= T} exp(A * sum_{s=t+1..T} delta_s) * delta_t u_t B_t``:
+    every term is independent, so the sum runs over chunks of positions as a few large
+    tensor operations instead of T small ones (the loop's per-step overhead dominates
+    the latency of small serving batches). Positions after ``last`` (right padding) get
+    weight zero. u, delta: (B, L, Di); A: (Di, N); B: (B, L, N); C_last: (B, N); last:
+    (B,) positions; max_elements bounds each chunk's (B, c, Di, N) weights (16 MB).
+    Returns y at ``last``: (B, Di).
+    """
+    batch, length, d_inner = u.shape
+    # suffix sums of delta from float64 prefix sums: no cancellation error in exp(A * S)
+    prefix = delta.double().cumsum(1)  # (B, L, Di)
+    at_last = prefix.gather(1, last.view(-1, 1, 1).expand(-1, 1, d_inner))  # (B, 1, Di)
+    suffix = (at_last - prefix).clamp(min=0).float()  # (B, L, Di); 0 past ``last``
+    valid = torch.arange(length, device=u.device)[None, :] <= last[:, None]  # (B, L)
+    du = delta * u * valid[..., None]  # (B, L, Di); zero past ``last``
+    h = u.new_zeros(batch, d_inner, A.size(1))  # (B, Di, N)
+    chunk = max(1, max_elements // max(1, batch * A.numel()))
+    for start in range(0, int(last.max()) + 1, chunk):
+        part = slice(start, start + chunk)
+        weight = torch.exp(suffix[:, part, :, None] * A)  # (B, c, Di, N)
+        weight.mul_(du[:, part, :, None]).mul_(B[:, part, None, :])
+        h += weight.sum(1)
+    return (h * C_last[:, None, :]).sum(-1)  # (B, Di)
+
+
 class Mamba(nn.Module):
     """Selective SSM mixer: (B, L, d_model) -> (B, L, d_model), causal."""
 
@@ -133,7 +169,9 @@ class Mamba(nn.Module):
         self.A_log.copy_(torch.log(A))  # S4D-real: A = -(1, 2, ..., N)
         self.D.fill_(1.0)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, last: Tensor | None = None) -> Tensor:
+        """(B, L, d_model) -> (B, L, d_model); with ``last`` ((B,) positions), only the
+        output at those positions: (B, 1, d_model), computed by ``last_state_scan``."""
         length = x.size(1)
         u, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, Di) each
         u = self.conv1d(u.transpose(1, 2))[..., :length]  # causal: left padding only
@@ -141,6 +179,11 @@ class Mamba(nn.Module):
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt))  # (B, L, Di)
         A = -torch.exp(self.A_log.float())  # (Di, N)
+        if last is not None:
+            rows = torch.arange(x.size(0), device=x.device)
+            y = last_state_scan(u.float(), delta.float(), A, B.float(), C[rows, last].float(), last)
+            y = y.to(u.dtype)[:, None] + u[rows, last][:, None] * self.D  # (B, 1, Di)
+            return self.out_proj(y * F.silu(z[rows, last][:, None]))  # (B, 1, D)
         y = selective_scan(u.float(), delta.float(), A, B.float(), C.float()).to(u.dtype)
         y = y + u * self.D  # (B, L, Di) skip connection
         return self.out_proj(y * F.silu(z))  # (B, L, D)

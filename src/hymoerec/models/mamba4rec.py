@@ -72,8 +72,11 @@ class MambaLayer(nn.Module):
         ffn = make_ffn(d, inner, config.dropout, config.ffn, config.moe)
         self.ffn = ResidualFFN(ffn, d, config.dropout)
 
-    def mix(self, x: Tensor) -> Tensor:
-        h = self.dropout(self.mamba(x))  # (B, L, D)
+    def mix(self, x: Tensor, last: Tensor | None = None) -> Tensor:
+        """(B, L, D) -> (B, L, D), or (B, 1, D) at positions ``last`` when given."""
+        h = self.dropout(self.mamba(x, last))  # (B, L, D) or (B, 1, D)
+        if last is not None:
+            x = x[torch.arange(x.size(0), device=x.device), last][:, None]  # (B, 1, D)
         return self.norm(x + h if self.residual else h)
 
     def forward(self, x: Tensor, alpha_scale: float) -> tuple[Tensor, RouterStats | None]:
@@ -107,15 +110,14 @@ class Mamba4Rec(MoEBackbone, SequentialModel):
         return self.item_embedding.weight  # (num_items + 1, D)
 
     def next_item_hidden(self, items: Tensor, lengths: Tensor) -> Tensor:
-        # The FFN is position-wise and only the last real position is scored, so the last
-        # layer's FFN (the experts included) runs on that position alone.
+        # Only the last real position is scored: the last layer's mixer computes its
+        # output there alone (an unrolled scan, no loop over time) and its FFN, the
+        # experts included, runs on that position alone.
         x = self.norm(self.dropout(self.item_embedding(items)))  # (B, L, D)
         *body, last = cast(list[MambaLayer], list(self.layers))
         for layer in body:
             x, _ = layer(x, 1.0)
-        x = last.mix(x)  # (B, L, D)
-        rows = torch.arange(items.size(0), device=items.device)
-        x = x[rows, (lengths - 1).clamp(min=0)][:, None, :]  # (B, 1, D)
+        x = last.mix(x, (lengths - 1).clamp(min=0))  # (B, 1, D)
         x, _ = last.ffn(x, 1.0)
         return x[:, 0]  # (B, D)
 
