@@ -39,17 +39,12 @@ def test_scan_matches_the_step_by_step_recurrence() -> None:
     torch.testing.assert_close(selective_scan(*inputs).double(), expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("chunked", [False, True])
-def test_last_state_scan_matches_the_recurrence_at_each_rows_last_position(
-    chunked: bool,
-) -> None:
+def test_last_state_scan_matches_the_recurrence_at_each_rows_last_position() -> None:
     u, delta, A, B, C = scan_inputs(batch=3, length=9)
     last = torch.tensor([8, 0, 4])
     rows = torch.arange(3)
     expected = recurrence(u.double(), delta.double(), A.double(), B.double(), C.double())
-    # chunked: one position at a time, as for very large batches
-    limit = 1 if chunked else 1 << 22
-    actual = last_state_scan(u, delta, A, B, C[rows, last], last, max_elements=limit)
+    actual = last_state_scan(u, delta, A, B, C[rows, last], last)
     torch.testing.assert_close(actual.double(), expected[rows, last], atol=1e-5, rtol=1e-5)
 
 

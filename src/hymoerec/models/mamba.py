@@ -101,40 +101,31 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) ->
     return out
 
 
+@torch.no_grad()
 def last_state_scan(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C_last: Tensor,
-    last: Tensor,
-    max_elements: int = 1 << 22,
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C_last: Tensor, last: Tensor
 ) -> Tensor:
-    """The scan's output at one position per row, without the sequential loop.
+    """The scan's output at one position per row (inference only).
 
-    Unrolled, ``h_T = sum_{t <= T} exp(A * sum_{s=t+1..T} delta_s) * delta_t u_t B_t``:
-    every term is independent, so the sum runs over chunks of positions as a few large
-    tensor operations instead of T small ones (the loop's per-step overhead dominates
-    the latency of small serving batches). Positions after ``last`` (right padding) get
-    weight zero. u, delta: (B, L, Di); A: (Di, N); B: (B, L, N); C_last: (B, N); last:
-    (B,) positions; max_elements bounds each chunk's (B, c, Di, N) weights (16 MB).
+    The same recurrence as ``SelectiveScan``, but no output is formed at the other
+    positions, no state is stored, and the loop stops at the latest position asked for.
+    u, delta: (B, L, Di); A: (Di, N); B: (B, L, N); C_last: (B, N); last: (B,) positions.
     Returns y at ``last``: (B, Di).
     """
-    batch, length, d_inner = u.shape
-    # suffix sums of delta from float64 prefix sums: no cancellation error in exp(A * S)
-    prefix = delta.double().cumsum(1)  # (B, L, Di)
-    at_last = prefix.gather(1, last.view(-1, 1, 1).expand(-1, 1, d_inner))  # (B, 1, Di)
-    suffix = (at_last - prefix).clamp(min=0).float()  # (B, L, Di); 0 past ``last``
-    valid = torch.arange(length, device=u.device)[None, :] <= last[:, None]  # (B, L)
-    du = delta * u * valid[..., None]  # (B, L, Di); zero past ``last``
+    batch, _, d_inner = u.shape
     h = u.new_zeros(batch, d_inner, A.size(1))  # (B, Di, N)
-    chunk = max(1, max_elements // max(1, batch * A.numel()))
-    for start in range(0, int(last.max()) + 1, chunk):
-        part = slice(start, start + chunk)
-        weight = torch.exp(suffix[:, part, :, None] * A)  # (B, c, Di, N)
-        weight.mul_(du[:, part, :, None]).mul_(B[:, part, None, :])
-        h += weight.sum(1)
-    return (h * C_last[:, None, :]).sum(-1)  # (B, Di)
+    y = u.new_empty(batch, d_inner)
+    du = delta * u  # (B, L, Di)
+    decay = torch.empty_like(h)
+    ends = last.tolist()
+    for t in range(max(ends) + 1):
+        torch.exp(torch.mul(delta[:, t, :, None], A, out=decay), out=decay)  # (B, Di, N)
+        h.mul_(decay).addcmul_(du[:, t, :, None], B[:, t, None, :])
+        rows = [row for row, end in enumerate(ends) if end == t]
+        if rows:
+            index = torch.tensor(rows, device=u.device)
+            y[index] = torch.bmm(h[index], C_last[index, :, None]).squeeze(-1)
+    return y
 
 
 class Mamba(nn.Module):
