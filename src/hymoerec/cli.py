@@ -257,9 +257,13 @@ def _require(module: str, extra: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     _require("fastapi", "serve")
     _require("uvicorn", "serve")
+    import torch
+
     from hymoerec.recommend import Recommender
     from hymoerec.serving.app import serve
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     recommender = Recommender.load(args.run_dir, args.device, args.data_dir)
     print(f"serving {recommender.name} on http://{args.host}:{args.port} (docs at /docs)")
     serve(recommender, args.host, args.port, args.max_batch)
@@ -396,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     sv.add_argument(
         "--max-batch", type=int, default=64, help="most concurrent requests in one model call"
+    )
+    sv.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for the model (default 1: the event loop keeps a core; "
+        "0 = torch's default)",
     )
     sv.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     sv.add_argument("--data-dir", help="data directory, for runs without a stored dataset")
