@@ -121,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         else Path("runs")
         / (f"{config.model}-{Path(config.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     )
-    final = train(config, out, progress=not args.quiet)
+    final = train(config, out, progress=not args.quiet, resume=args.resume)
     if not final:  # a data-parallel rank other than 0: rank 0 reports
         return
     print(
@@ -345,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data-dir", help="directory of the named datasets")
     tr.add_argument("--out", help="run directory to create (default runs/MODEL-DATASET-TIME)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from OUT.partial/ (its last end-of-epoch checkpoint)",
+    )
     tr.set_defaults(handler=cmd_train)
 
     ev = commands.add_parser("evaluate", help="full-ranking evaluation on valid and test")

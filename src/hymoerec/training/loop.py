@@ -1,6 +1,8 @@
 """The one training loop: full-softmax CE at every position, validation on NDCG@10 after
 each epoch, early stopping, best weights restored at the end. Under ``torchrun`` the same
-loop runs data-parallel (``training/distributed.py``): rank 0 validates and decides."""
+loop runs data-parallel (``training/distributed.py``): rank 0 validates and decides.
+Given a checkpoint path, the loop saves its whole state after every epoch and, when the
+file exists, continues from it exactly where it stopped (``training/checkpoint.py``)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +32,12 @@ from hymoerec.evaluation.evaluator import FactorScorer, evaluate
 from hymoerec.evaluation.metrics import RankingResult
 from hymoerec.models.base import SequentialModel
 from hymoerec.training.batches import BatchSampler, TrainBatch
+from hymoerec.training.checkpoint import (
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
 from hymoerec.training.distributed import World, broadcast_flag, init_process_group
 from hymoerec.training.loss import LossFn, make_loss
 
@@ -195,6 +205,24 @@ class Trainer:
         )
         self.step = 0  # optimizer steps taken: t in the fusion warm-up min(1, t / T_warmup)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the next epoch depends on: weights, optimizer moments, schedule position,
+        step and every random stream; restoring it continues the run bit for bit."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "step": self.step,
+            "rng": rng_states(self.rng),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.step = state["step"]
+        restore_rng_states(self.rng, state["rng"])
+
     def run_epoch(self, label: str = "", progress: bool = False) -> EpochStats:
         model, config = self.model, self.config
         model.train()
@@ -248,20 +276,33 @@ def fit(
     on_epoch: Callable[[EpochRecord, SequentialModel], None] | None = None,
     progress: bool = True,
     world: World | None = None,
+    checkpoint: Path | None = None,
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the best validation weights.
 
     In a data-parallel run only rank 0 validates, calls ``on_epoch`` and returns a
-    history; it tells the other ranks when to stop, and they return an empty result."""
+    history; it tells the other ranks when to stop, and they return an empty result.
+
+    With ``checkpoint``, the state after every epoch is saved there; if the file already
+    exists, training continues from it (``on_epoch`` is called for the new epochs only)
+    and ends with the weights and metrics of a run that was never interrupted."""
     world = world or World()
     trainer = Trainer(model, data, config, max_len, world)
     device = trainer.device
     best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
     best_valid: dict[str, float] = {}
     history: list[EpochRecord] = []
-    stale, stopped = 0, "epochs"
-    began = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    stale, stopped, first, elapsed = 0, "epochs", 1, 0.0
+    if checkpoint is not None and checkpoint.is_file():
+        saved = load_checkpoint(checkpoint)
+        trainer.load_state_dict(saved["trainer"])
+        best_score, best_epoch, best_state = saved["best_score"], saved["best_epoch"], saved["best"]
+        best_valid, stale, stopped = saved["best_valid"], saved["stale"], saved["stopped"]
+        history = [EpochRecord(**record) for record in saved["history"]]
+        first, elapsed = saved["epoch"] + 1, saved["elapsed"]
+        log.info("resuming after epoch %d from %s", saved["epoch"], checkpoint)
+    began = time.perf_counter() - elapsed  # the time budget counts every earlier attempt
+    for epoch in range(first, config.epochs + 1) if stopped == "epochs" else ():
         stats = trainer.run_epoch(f"epoch {epoch}", progress and world.is_main)
         if not world.is_main:
             if broadcast_flag(False, world):
@@ -303,6 +344,22 @@ def fit(
         over_time = time.perf_counter() - began > 60 * config.max_minutes
         if stopped == "epochs" and config.max_minutes and over_time:
             stopped = f"time budget of {config.max_minutes} minutes"
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                {
+                    "epoch": epoch,
+                    "trainer": trainer.state_dict(),
+                    "best": best_state,
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                    "best_valid": best_valid,
+                    "stale": stale,
+                    "stopped": stopped,
+                    "history": [asdict(record) for record in history],
+                    "elapsed": time.perf_counter() - began,
+                },
+            )
         if broadcast_flag(stopped != "epochs", world):
             break
     if not world.is_main:

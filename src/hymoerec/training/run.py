@@ -4,7 +4,12 @@ A run directory holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (
 per epoch), ``model.safetensors`` (best weights), ``final.json`` (validation and test
 metrics), ``router.json`` (routing statistics of MoE models), ``tensorboard/``, and what
 serving needs without the raw data: ``dataset/`` (the prepared sequences and id maps)
-and ``items.json`` (item metadata such as titles, when the dataset has them).
+and ``items.json`` (item metadata such as titles, when the dataset has them), and
+``test_ranks.npy`` (each user's test rank, by internal user id, for paired comparisons).
+
+While it trains, the run lives in ``RUN_DIR.partial/`` with an end-of-epoch checkpoint;
+``train(..., resume=True)`` continues an interrupted run from there, and only a finished
+run is renamed to ``RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from safetensors.torch import load_file, save_file
 
@@ -30,6 +35,7 @@ from hymoerec.data.registry import Source
 from hymoerec.evaluation.metrics import DEFAULT_METRICS
 from hymoerec.models import build_model, config_class
 from hymoerec.models.base import SequentialModel
+from hymoerec.training.checkpoint import CHECKPOINT, load_checkpoint
 from hymoerec.training.distributed import (
     World,
     barrier,
@@ -42,6 +48,12 @@ from hymoerec.training.loop import EpochRecord, fit, resolve_device, seed_everyt
 WEIGHTS = "model.safetensors"
 DATASET_DIR = "dataset"  # the prepared sequences, so a run serves without the raw files
 ITEMS = "items.json"
+TEST_RANKS = "test_ranks.npy"
+
+
+def partial_dir(run_dir: Path) -> Path:
+    """Where ``run_dir`` is built while it trains: a fixed name, so a resumed run finds it."""
+    return run_dir.with_name(f"{run_dir.name}.partial")
 
 
 def load_data(config: RunConfig) -> tuple[Source, SequenceData]:
@@ -70,21 +82,52 @@ def _summary_tensorboard(run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def train(config: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Train ``config`` into ``run_dir`` (written atomically: a temporary directory renamed
-    into place when the run ends, so a failed run leaves nothing half-written).
+def train(
+    config: RunConfig, run_dir: Path, progress: bool = True, resume: bool = False
+) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` (written atomically: built in ``RUN_DIR.partial``
+    and renamed into place when the run ends, so ``run_dir`` is never half-written).
 
+    A run that fails after its first epoch keeps ``RUN_DIR.partial`` and its checkpoint;
+    ``resume=True`` continues it and ends with the metrics of an uninterrupted run.
     Under ``torchrun`` every process calls this and trains data-parallel; only rank 0
     validates, tests and writes ``run_dir``, and the other ranks return an empty dict."""
     world = world_from_env()
+    if world.distributed and resume:
+        raise ConfigError("resume works for single-process runs only, not under torchrun")
     init_process_group(world, resolve_device(config.train.device, world))
     try:
-        return _train(config, run_dir, progress, world)
+        return _train(config, run_dir, progress, world, resume)
     finally:
         shutdown(world)
 
 
-def _train(config: RunConfig, run_dir: Path, progress: bool, world: World) -> dict[str, Any]:
+def _resolved(config: RunConfig, model: SequentialModel, max_len: int) -> dict[str, Any]:
+    resolved = to_dict(config)
+    resolved["model_options"] = dataclasses.asdict(model.config)
+    resolved["train"]["max_len"] = max_len
+    return resolved
+
+
+def _partial(run_dir: Path, resolved: dict[str, Any], resume: bool) -> tuple[Path, bool]:
+    """The in-progress directory and whether it holds a checkpoint to continue from."""
+    partial = partial_dir(run_dir)
+    if partial.exists() and not (partial / CHECKPOINT).is_file():
+        shutil.rmtree(partial)  # killed before its first epoch ended: nothing to keep
+    if not partial.exists():
+        partial.mkdir()
+        return partial, False
+    if not resume:
+        raise ConfigError(f"{partial} holds an interrupted run; resume it or delete it")
+    saved = yaml.safe_load((partial / "config.yaml").read_text())
+    if saved != yaml.safe_load(yaml.safe_dump(resolved)):  # compared as YAML sees them
+        raise ConfigError(f"{partial} was started with another config; delete it to restart")
+    return partial, True
+
+
+def _train(
+    config: RunConfig, run_dir: Path, progress: bool, world: World, resume: bool
+) -> dict[str, Any]:
     if run_dir.exists():
         raise ConfigError(f"run directory {run_dir} already exists; choose another --out")
     if not world.is_main:
@@ -100,19 +143,24 @@ def _train(config: RunConfig, run_dir: Path, progress: bool, world: World) -> di
         return {}
 
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+    resolved = _resolved(config, model, max_len)
+    tmp, resuming = _partial(run_dir, resolved, resume)
+    checkpoint = tmp / CHECKPOINT
     try:
-        resolved = to_dict(config)
-        resolved["model_options"] = dataclasses.asdict(model.config)
-        resolved["train"]["max_len"] = max_len
-        (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-        cache.save(data, tmp / DATASET_DIR, {"source": str(source.path), "name": source.name})
-        metadata = load_metadata(source)
-        metadata = {i: metadata[i] for i in data.item_ids.external.tolist() if i in metadata}
-        if metadata:
-            (tmp / ITEMS).write_text(json.dumps(metadata, ensure_ascii=False))
+        if not resuming:
+            (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+            meta: dict[str, object] = {"source": str(source.path), "name": source.name}
+            cache.save(data, tmp / DATASET_DIR, meta)
+            metadata = load_metadata(source)
+            metadata = {i: metadata[i] for i in data.item_ids.external.tolist() if i in metadata}
+            if metadata:
+                (tmp / ITEMS).write_text(json.dumps(metadata, ensure_ascii=False))
         writer = _summary_tensorboard(tmp)
         log = (tmp / "metrics.jsonl").open("w")
+        if resuming:  # the checkpoint's epochs; a line written after it was saved is dropped
+            history = load_checkpoint(checkpoint)["history"]
+            log.writelines(json.dumps(record) + "\n" for record in history)
+            log.flush()
 
         def on_epoch(record: EpochRecord, _: SequentialModel) -> None:
             log.write(json.dumps(dataclasses.asdict(record)) + "\n")
@@ -128,7 +176,7 @@ def _train(config: RunConfig, run_dir: Path, progress: bool, world: World) -> di
                 for layer, alpha in enumerate(record.alpha):
                     writer.add_scalar(f"moe/alpha_layer{layer}", alpha, record.epoch)
 
-        result = fit(model, data, config.train, max_len, on_epoch, progress, world)
+        result = fit(model, data, config.train, max_len, on_epoch, progress, world, checkpoint)
         log.close()
         if writer is not None:
             writer.close()
@@ -138,6 +186,7 @@ def _train(config: RunConfig, run_dir: Path, progress: bool, world: World) -> di
         )
         device = resolve_device(config.train.device, world)
         test = validate(model, data, "test", max_len, config.train, device)
+        np.save(tmp / TEST_RANKS, test.ranks)
         final = {
             "model": config.model,
             "dataset": source.name,
@@ -158,8 +207,11 @@ def _train(config: RunConfig, run_dir: Path, progress: bool, world: World) -> di
             (tmp / "router.json").write_text(json.dumps(router, indent=2))
         os.rename(tmp, run_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not checkpoint.is_file():  # nothing to resume from: leave nothing behind
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # the run is complete without it; a kill before this line leaves only a stray file
+    (run_dir / CHECKPOINT).unlink()
     return final
 
 
