@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   - install, prepare a dataset, evaluate the reference recommenders on it
+#   make demo   - install, prepare ML-1M, train HyMoERec briefly, show metrics and a top-10
 #   make test   - install, then lint, type-check and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,9 +18,7 @@ $(BIN)/hymoerec: pyproject.toml requirements-dev.txt
 install: $(BIN)/hymoerec
 
 demo: install
-	$(BIN)/hymoerec data stats $(DATASET) --data-dir $(DATA)
-	$(BIN)/hymoerec evaluate --model pop --dataset $(DATASET) --data-dir $(DATA)
-	$(BIN)/hymoerec evaluate --model transition --dataset $(DATASET) --data-dir $(DATA)
+	$(BIN)/hymoerec demo $(DATASET) --data-dir $(DATA)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

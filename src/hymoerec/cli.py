@@ -21,6 +21,14 @@ BASELINE_NAMES = ("pop", "transition")
 DEFAULT_METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR@10")
 
 
+def _numeric(value: str) -> bool:
+    try:
+        float(value.replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers]] + [
         [
@@ -30,7 +38,17 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         for row in rows
     ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = [" | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    # numbers align right, text (titles, names) left
+    text = [
+        any(isinstance(row[i], str) and not _numeric(row[i]) for row in rows)
+        for i in range(len(headers))
+    ]
+    lines = [
+        " | ".join(
+            c.ljust(w) if left else c.rjust(w) for c, w, left in zip(r, widths, text, strict=True)
+        ).rstrip()
+        for r in cells
+    ]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -269,6 +287,74 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(recommender, args.host, args.port, args.max_batch)
 
 
+def _names(text: str, known: Sequence[str], what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise DataError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
+    return names
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise DataError(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from hymoerec import reproduce
+
+    ablations = reproduce.load_ablations(Path(args.configs) / "ablations.yaml")
+    chosen = [] if args.ablations == "none" else list(ablations)
+    if args.ablations not in ("all", "none"):
+        chosen = _names(args.ablations, list(ablations), "ablation")
+    plan = reproduce.make_plan(
+        _names(args.datasets, [*reproduce.DATASETS, "ml-100k"], "dataset"),
+        _names(args.models, reproduce.MODELS, "model"),
+        _seeds(args.seeds),
+        _seeds(args.baseline_seeds),
+        [ablations[name] for name in chosen],
+        _seeds(args.ablation_seeds),
+    )
+    options = reproduce.ReproduceOptions(
+        configs=Path(args.configs),
+        runs_dir=Path(args.runs_dir),
+        results=Path(args.results),
+        data_dir=args.data_dir,
+        max_minutes=args.max_minutes,
+        device=args.device,
+    )
+    done = [run for run in plan if reproduce.record_path(run, options).is_file()]
+    print(f"{len(plan)} runs planned, {len(done)} already recorded in {options.results}/")
+    if args.dry_run:
+        for run in plan:
+            state = "done" if run in done else "to run"
+            config = options.configs / f"{run.dataset}-{run.model}.yaml"
+            print(f"  {run.key:45} {state:7} {config} {' '.join(run.overrides)}")
+        return
+    written = reproduce.execute(plan, options, progress=not args.quiet)
+    print(f"{len(written)} new records; render them with `hymoerec results render`")
+
+
+def cmd_results_render(args: argparse.Namespace) -> None:
+    from hymoerec.reproduce import load_ablations
+    from hymoerec.results import write_results
+
+    ablations_file = Path(args.ablations)
+    ablations = list(load_ablations(ablations_file).values()) if ablations_file.is_file() else []
+    out = write_results(Path(args.results), Path(args.out), ablations, Path(args.analysis))
+    print(f"results document: {out}")
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    _require("matplotlib", "plot")
+    from hymoerec.analysis import analyze_run
+
+    for path in analyze_run(Path(args.run_dir), Path(args.out) if args.out else None):
+        print(path)
+
+
 DEMO_EPOCHS = {"ml-100k": 15, "ml-1m": 3}
 
 
@@ -425,6 +511,51 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, help="training epochs (default 3 ML-1M, 15 ML-100K)")
     demo.add_argument("--out", help="run directory (default runs/demo-DATASET-TIME)")
     demo.set_defaults(handler=cmd_demo)
+
+    rp = commands.add_parser(
+        "reproduce", help="train the whole comparison; skips recorded runs, resumes partial ones"
+    )
+    rp.add_argument("--datasets", default="ml-1m,amazon-beauty", help="comma-separated")
+    rp.add_argument(
+        "--models",
+        default="narm,gru4rec,bert4rec,sasrec,mamba4rec,hymoerec",
+        help="comma-separated",
+    )
+    rp.add_argument("--seeds", default="1,2,3", help="seeds of HyMoERec and Mamba4Rec")
+    rp.add_argument("--baseline-seeds", default="1", help="seeds of the other baselines")
+    rp.add_argument(
+        "--ablations", default="all", help="all, none, or names from CONFIGS/ablations.yaml"
+    )
+    rp.add_argument("--ablation-seeds", default="1", help="seeds of every ablation")
+    rp.add_argument("--configs", default="configs", help="directory of DATASET-MODEL.yaml")
+    rp.add_argument("--runs-dir", default="runs/reproduce", help="run directories (not in git)")
+    rp.add_argument("--results", default="results", help="one JSON record per finished run")
+    rp.add_argument("--data-dir", help="directory of the named datasets")
+    rp.add_argument(
+        "--max-minutes", type=float, default=0.0, help="training cap per run; 0 = none (paper)"
+    )
+    rp.add_argument("--device", help="override train.device of the configs (cpu, cuda)")
+    rp.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    rp.add_argument("--quiet", action="store_true", help="no progress bars")
+    rp.set_defaults(handler=cmd_reproduce)
+
+    rs = commands.add_parser("results", help="documents built from the run records")
+    rs_commands = rs.add_subparsers(dest="results_command", required=True)
+    render = rs_commands.add_parser("render", help="write docs/results.md from results/*.json")
+    render.add_argument("--results", default="results", help="directory of run records")
+    render.add_argument("--out", default="docs/results.md", help="Markdown file to write")
+    render.add_argument(
+        "--ablations", default="configs/ablations.yaml", help="names and descriptions of ablations"
+    )
+    render.add_argument(
+        "--analysis", default="docs/analysis", help="`hymoerec analyze` outputs, one per dataset"
+    )
+    render.set_defaults(handler=cmd_results_render)
+
+    an = commands.add_parser("analyze", help="expert routing tables and figures of a MoE run")
+    an.add_argument("run_dir", help="a run directory written by `hymoerec train`")
+    an.add_argument("--out", help="directory for the CSV and PNG files (default RUN_DIR/analysis)")
+    an.set_defaults(handler=cmd_analyze)
     return parser
 
 
