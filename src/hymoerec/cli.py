@@ -338,6 +338,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 def cmd_results_render(args: argparse.Namespace) -> None:
+    _require("scipy", "analysis")
     from hymoerec.reproduce import load_ablations
     from hymoerec.results import write_results
 
@@ -348,7 +349,7 @@ def cmd_results_render(args: argparse.Namespace) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    _require("matplotlib", "plot")
+    _require("matplotlib", "analysis")
     from hymoerec.analysis import analyze_run
 
     for path in analyze_run(Path(args.run_dir), Path(args.out) if args.out else None):

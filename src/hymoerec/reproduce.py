@@ -1,0 +1,263 @@
+"""The whole comparison as one resumable plan: every (dataset, model or ablation, seed)
+run trained with ``configs/`` and summarised as one small JSON record in ``results/``.
+
+A run whose record exists is skipped; a run interrupted at any moment continues from its
+last end-of-epoch checkpoint (``train(..., resume=True)``), so rerunning the same command
+after a crash, a reboot or ``kill -9`` finishes the plan with the results of an
+uninterrupted one. Records hold no weights; the run directories (``runs/``) stay out of git.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from hymoerec.config import ConfigError, RunConfig, load_run_config
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("ml-1m", "amazon-beauty")
+MODELS = ("narm", "gru4rec", "bert4rec", "sasrec", "mamba4rec", "hymoerec")
+PAIRED = ("hymoerec", "mamba4rec")  # compared user by user, so trained with several seeds
+RECORD_FORMAT = 1
+# test_rank_top10: one character per user (internal id order): the user's test rank 1-10
+# as a-j, or "." for a rank below the top 10; per-user HR@10 and NDCG@10 follow exactly.
+RANK_CODE = "abcdefghij"
+OUTSIDE = "."
+
+
+@dataclass(frozen=True)
+class Ablation:
+    name: str
+    about: str  # one line for the results table
+    base: str  # the model whose dataset config it starts from
+    overrides: tuple[str, ...]  # --set strings applied on top
+
+
+def load_ablations(path: Path) -> dict[str, Ablation]:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"ablations file {path}: {error}") from None
+    ablations = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, dict) or set(entry) != {"about", "base", "set"}:
+            raise ConfigError(f"{path}: ablation {name!r} needs exactly about, base and set")
+        if entry["base"] not in MODELS:
+            raise ConfigError(f"{path}: ablation {name!r} has unknown base {entry['base']!r}")
+        ablations[name] = Ablation(name, entry["about"], entry["base"], tuple(entry["set"]))
+    return ablations
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    dataset: str
+    name: str  # the model, or the ablation's name
+    model: str
+    seed: int
+    overrides: tuple[str, ...] = ()
+    ablation: str | None = None
+
+    @property
+    def key(self) -> str:
+        """File stem of the record and the run directory: unique within a plan."""
+        return f"{self.dataset}--{self.name}--seed{self.seed}"
+
+
+def make_plan(
+    datasets: Sequence[str],
+    models: Sequence[str],
+    seeds: Sequence[int],
+    baseline_seeds: Sequence[int],
+    ablations: Sequence[Ablation] = (),
+    ablation_seeds: Sequence[int] = (),
+) -> list[PlannedRun]:
+    """Runs in order: per dataset, the models, then the ablations. HyMoERec and Mamba4Rec
+    get ``seeds`` (they are compared user by user), the other baselines ``baseline_seeds``.
+    An ablation without overrides is its base model's run, planned once."""
+    plan: list[PlannedRun] = []
+    for dataset in datasets:
+        for model in models:
+            for seed in seeds if model in PAIRED else baseline_seeds:
+                plan.append(PlannedRun(dataset, model, model, seed))
+        for ablation in ablations:
+            for seed in ablation_seeds:
+                if ablation.overrides:
+                    run = PlannedRun(
+                        dataset,
+                        ablation.name,
+                        ablation.base,
+                        seed,
+                        ablation.overrides,
+                        ablation.name,
+                    )
+                else:
+                    run = PlannedRun(dataset, ablation.base, ablation.base, seed)
+                if run not in plan:
+                    plan.append(run)
+    return plan
+
+
+@dataclass(frozen=True)
+class ReproduceOptions:
+    configs: Path = Path("configs")  # holds DATASET-MODEL.yaml for every planned pair
+    runs_dir: Path = Path("runs/reproduce")  # run directories and checkpoints (not in git)
+    results: Path = Path("results")  # one JSON record per finished run (in git)
+    data_dir: str | None = None
+    max_minutes: float = 0.0  # training cap per run; 0 = the paper's early stopping alone
+    device: str | None = None  # overrides train.device of the configs
+
+
+def run_config(run: PlannedRun, options: ReproduceOptions) -> RunConfig:
+    path = options.configs / f"{run.dataset}-{run.model}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no config for {run.model} on {run.dataset}: {path} is missing")
+    settings = [*run.overrides, f"train.seed={run.seed}"]
+    if options.max_minutes:
+        settings.append(f"train.max_minutes={options.max_minutes}")
+    if options.device:
+        settings.append(f"train.device={options.device}")
+    if options.data_dir:  # an override, so a config's own data section keeps its other keys
+        settings.append(f"data.data_dir={options.data_dir}")
+    return load_run_config(path, settings)
+
+
+def record_path(run: PlannedRun, options: ReproduceOptions) -> Path:
+    return options.results / f"{run.key}.json"
+
+
+def run_dir(run: PlannedRun, options: ReproduceOptions) -> Path:
+    return options.runs_dir / run.key
+
+
+def execute(plan: Sequence[PlannedRun], options: ReproduceOptions, progress: bool) -> list[Path]:
+    """Train every run of ``plan`` that has no record yet; returns the records written."""
+    from hymoerec.training.run import train
+
+    written = []
+    for number, run in enumerate(plan, start=1):
+        path = record_path(run, options)
+        if path.is_file():
+            log.info("[%d/%d] %s: recorded in %s, skipped", number, len(plan), run.key, path)
+            continue
+        directory = run_dir(run, options)
+        if not (directory / "final.json").is_file():  # a finished run only lacks its record
+            log.info("[%d/%d] %s: training into %s", number, len(plan), run.key, directory)
+            train(run_config(run, options), directory, progress, resume=True)
+        write_json(path, make_record(run, directory))
+        log.info("[%d/%d] %s: recorded in %s", number, len(plan), run.key, path)
+        written.append(path)
+    return written
+
+
+def encode_ranks(ranks: np.ndarray) -> str:
+    return "".join(RANK_CODE[r - 1] if r <= len(RANK_CODE) else OUTSIDE for r in ranks.tolist())
+
+
+def decode_ranks(code: str) -> np.ndarray:
+    """Ranks 1-10, and 0 for a rank below the top 10."""
+    lookup = {c: i + 1 for i, c in enumerate(RANK_CODE)} | {OUTSIDE: 0}
+    return np.array([lookup[c] for c in code], dtype=np.int64)
+
+
+def make_record(run: PlannedRun, directory: Path) -> dict[str, Any]:
+    """The summary of a finished run directory that goes into git."""
+    from hymoerec.training.run import TEST_RANKS
+
+    final = json.loads((directory / "final.json").read_text())
+    config = yaml.safe_load((directory / "config.yaml").read_text())
+    lines = (directory / "metrics.jsonl").read_text().splitlines()
+    epochs = [json.loads(line) for line in lines]
+    ranks = np.load(directory / TEST_RANKS)
+    return {
+        "format": RECORD_FORMAT,
+        "key": run.key,
+        "name": run.name,
+        "model": run.model,
+        "dataset": run.dataset,
+        "seed": run.seed,
+        "ablation": run.ablation,
+        "overrides": list(run.overrides),
+        "valid": final["valid"],
+        "test": final["test"],
+        "users": len(ranks),
+        "test_rank_top10": encode_ranks(ranks),
+        "rank_code": f"{RANK_CODE} = test rank 1-10, {OUTSIDE} = below the top 10",
+        "best_epoch": final["best_epoch"],
+        "epochs_run": final["epochs_run"],
+        "stopped": final["stopped"],
+        "max_minutes": config["train"]["max_minutes"],
+        "capped": final["stopped"].startswith("time budget"),
+        "valid_ndcg10_by_epoch": [round(e["valid"]["NDCG@10"], 5) for e in epochs],
+        "train_seconds": final["train_seconds"],
+        "machine": machine(config["train"]["device"]),
+        "code": code_version(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config,
+    }
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    """Written beside the target and renamed: a record is complete or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def machine(device: str) -> dict[str, Any]:
+    import torch
+
+    from hymoerec.training.loop import resolve_device
+
+    resolved = resolve_device(device)
+    name = torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else "cpu"
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": name,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def code_version() -> dict[str, Any]:
+    """The git commit of the package's checkout, and whether tracked files differed from it
+    (uncommitted edits make the commit only an approximate code version)."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = _git(here, "rev-parse", "HEAD")
+        dirty = bool(_git(here, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def _git(where: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-C", str(where), *args], capture_output=True, text=True, check=True, timeout=30
+    )
+    return result.stdout.strip()

@@ -1,0 +1,328 @@
+"""``docs/results.md`` rendered from the run records in ``results/``, never by hand.
+
+Table 1 (HR@5, HR@10, NDCG@5, NDCG@10 per dataset and model, mean ± sample standard
+deviation over seeds) with the paper's numbers beside ours, HyMoERec against Mamba4Rec
+user by user (Wilcoxon signed-rank test on per-user test NDCG@10, bootstrap confidence
+interval of the mean difference), the ablations, the expert analysis figures when they
+exist, and every run with what stopped it, so a capped run is never read as converged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hymoerec.data.errors import DataError
+from hymoerec.paper import paper_value
+from hymoerec.reproduce import DATASETS, MODELS, RECORD_FORMAT, Ablation, decode_ranks
+
+TABLE_METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
+DATASET_LABELS = {"ml-1m": "MovieLens-1M", "amazon-beauty": "Amazon Beauty"}
+MODEL_LABELS = {
+    "narm": "NARM",
+    "gru4rec": "GRU4Rec",
+    "bert4rec": "BERT4Rec",
+    "sasrec": "SASRec",
+    "mamba4rec": "Mamba4Rec",
+    "hymoerec": "HyMoERec",
+}
+NOT_GIVEN = "n/g"  # the paper's value is not given here
+NO_RUNS = "–"  # no record yet
+CAPPED = "†"  # at least one run of the cell stopped at its time budget
+
+
+def load_records(directory: Path) -> list[dict[str, Any]]:
+    """Every ``*.json`` record of ``directory`` (none when it does not exist)."""
+    records = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}: not JSON ({error.msg})") from error
+        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+            raise DataError(f"{path}: not a run record of format {RECORD_FORMAT}")
+        records.append(record)
+    return records
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One metric over the seeds of one (dataset, model or ablation)."""
+
+    mean: float
+    std: float | None  # sample standard deviation (ddof=1); None for a single seed
+    seeds: int
+    capped: bool
+
+    def cell(self) -> str:
+        mark = CAPPED if self.capped else ""
+        if self.std is None:
+            return f"{self.mean:.4f}{mark}"
+        return f"{self.mean:.4f} ± {self.std:.4f}{mark}"
+
+
+def summarise(records: Sequence[dict[str, Any]], metric: str) -> Summary | None:
+    if not records:
+        return None
+    values = np.array([r["test"][metric] for r in records], dtype=np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else None
+    return Summary(float(values.mean()), std, len(values), any(r["capped"] for r in records))
+
+
+def relative_difference(ours: float, paper: float) -> str:
+    return f"{100 * (ours - paper) / paper:+.1f}%"
+
+
+def per_user_ndcg10(record: dict[str, Any]) -> np.ndarray:
+    ranks = decode_ranks(record["test_rank_top10"])
+    return np.where(ranks > 0, 1.0 / np.log2(np.maximum(ranks, 1) + 1.0), 0.0)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Per-user test NDCG@10 of model A minus model B, each averaged over its seeds."""
+
+    users: int
+    seeds_a: int
+    seeds_b: int
+    mean_difference: float
+    ci_low: float  # bootstrap percentile interval of the mean difference
+    ci_high: float
+    wilcoxon_p: float  # two-sided; users with no difference are dropped (Wilcoxon's rule)
+    better: int  # users where A scores higher
+    worse: int
+
+
+def paired_test(
+    a: Sequence[dict[str, Any]],
+    b: Sequence[dict[str, Any]],
+    resamples: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> PairedTest:
+    """Compare two models user by user on the same test users.
+
+    Seeds are averaged per user first, so every user counts once and the test is about
+    users, the unit the metrics average over; the bootstrap resamples users."""
+    from scipy.stats import wilcoxon
+
+    a_users = np.mean([per_user_ndcg10(r) for r in a], axis=0)  # (U,)
+    b_users = np.mean([per_user_ndcg10(r) for r in b], axis=0)  # (U,)
+    if a_users.shape != b_users.shape:
+        raise DataError("the compared records rank different test users")
+    difference = a_users - b_users
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(difference), size=(resamples, len(difference)))
+    means = difference[draws].mean(axis=1)  # (resamples,)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    p = 1.0 if not difference.any() else float(wilcoxon(difference).pvalue)
+    return PairedTest(
+        users=len(difference),
+        seeds_a=len(a),
+        seeds_b=len(b),
+        mean_difference=float(difference.mean()),
+        ci_low=float(low),
+        ci_high=float(high),
+        wilcoxon_p=p,
+        better=int((difference > 0).sum()),
+        worse=int((difference < 0).sum()),
+    )
+
+
+def _select(records: Sequence[dict[str, Any]], dataset: str, name: str) -> list[dict[str, Any]]:
+    chosen = [r for r in records if r["dataset"] == dataset and r["name"] == name]
+    return sorted(chosen, key=lambda r: r["seed"])
+
+
+def _datasets(records: Sequence[dict[str, Any]]) -> list[str]:
+    others = sorted({r["dataset"] for r in records} - set(DATASETS))
+    return [*DATASETS, *others]
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def table1(records: Sequence[dict[str, Any]], dataset: str) -> list[str]:
+    headers = ["Model", "seeds"]
+    for metric in TABLE_METRICS:
+        headers += [metric, "paper", "Δ"]
+    rows = []
+    for model in MODELS:
+        runs = _select(records, dataset, model)
+        row = [MODEL_LABELS[model], str(len(runs))]
+        for metric in TABLE_METRICS:
+            ours = summarise(runs, metric)
+            paper = paper_value(dataset, model, metric)
+            row.append(ours.cell() if ours else NO_RUNS)
+            row.append(f"{paper:.4f}" if paper is not None else NOT_GIVEN)
+            row.append(relative_difference(ours.mean, paper) if ours and paper else "")
+        rows.append(row)
+    return _table(headers, rows)
+
+
+def paired_section(records: Sequence[dict[str, Any]], datasets: Sequence[str]) -> list[str]:
+    headers = ["Dataset", "users", "seeds H / M", "mean Δ NDCG@10", "95% CI", "Wilcoxon p"]
+    headers.append("users better / worse")
+    rows = []
+    for dataset in datasets:
+        ours, theirs = _select(records, dataset, "hymoerec"), _select(records, dataset, "mamba4rec")
+        if not ours or not theirs:
+            continue
+        test = paired_test(ours, theirs)
+        rows.append(
+            [
+                DATASET_LABELS.get(dataset, dataset),
+                f"{test.users:,}",
+                f"{test.seeds_a} / {test.seeds_b}",
+                f"{test.mean_difference:+.4f}",
+                f"[{test.ci_low:+.4f}, {test.ci_high:+.4f}]",
+                f"{test.wilcoxon_p:.3g}",
+                f"{test.better:,} / {test.worse:,}",
+            ]
+        )
+    if not rows:
+        return ["No dataset has records of both HyMoERec and Mamba4Rec yet."]
+    return _table(headers, rows)
+
+
+def ablation_section(
+    records: Sequence[dict[str, Any]], dataset: str, ablations: Sequence[Ablation]
+) -> list[str]:
+    full = summarise(_select(records, dataset, "hymoerec"), "NDCG@10")
+    rows = []
+    variants = [("HyMoERec (full)", "the paper's model", "hymoerec")]
+    for ablation in ablations:
+        name = ablation.name if ablation.overrides else ablation.base
+        variants.append((ablation.name, ablation.about, name))
+    for label, about, name in variants:
+        runs = _select(records, dataset, name)
+        ndcg, hit = summarise(runs, "NDCG@10"), summarise(runs, "HR@10")
+        delta = ""
+        if ndcg is not None and full is not None and name != "hymoerec":
+            delta = relative_difference(ndcg.mean, full.mean)
+        rows.append(
+            [
+                label,
+                about,
+                str(len(runs)),
+                hit.cell() if hit else NO_RUNS,
+                ndcg.cell() if ndcg else NO_RUNS,
+                delta,
+            ]
+        )
+    headers = ["Variant", "what changes", "seeds", "HR@10", "NDCG@10", "Δ NDCG@10 vs full"]
+    return _table(headers, rows)
+
+
+def runs_section(records: Sequence[dict[str, Any]]) -> list[str]:
+    if not records:
+        return ["No run has finished yet."]
+    rows = []
+    for r in sorted(records, key=lambda r: r["key"]):
+        commit = r["code"]["commit"][:10] + (" (dirty)" if r["code"]["dirty"] else "")
+        rows.append(
+            [
+                r["key"],
+                f"{r['best_epoch']} / {r['epochs_run']}",
+                r["stopped"] + (f" {CAPPED}" if r["capped"] else ""),
+                f"{r['train_seconds'] / 60:.1f}",
+                r["machine"]["device"],
+                commit,
+            ]
+        )
+    headers = ["run", "best / epochs", "stopped by", "train min", "device", "commit"]
+    return _table(headers, rows)
+
+
+def analysis_section(analysis_dir: Path, out: Path, datasets: Sequence[str]) -> list[str]:
+    from hymoerec.analysis import describe
+
+    lines: list[str] = []
+    for dataset in datasets:
+        directory = analysis_dir / dataset
+        if not directory.is_dir():
+            continue
+        lines += ["", f"### {DATASET_LABELS.get(dataset, dataset)}", ""]
+        for png in sorted(directory.glob("*.png")):
+            relative = os.path.relpath(png, out.parent)
+            lines.append(f"![{png.stem}]({relative})")
+        lines += ["", *describe(directory)]
+    if not lines:
+        return [
+            "No analysis yet: `hymoerec analyze RUN_DIR --out "
+            f"{analysis_dir}/DATASET` on a finished HyMoERec run writes it."
+        ]
+    return lines
+
+
+def render(
+    records: Sequence[dict[str, Any]],
+    ablations: Sequence[Ablation],
+    out: Path,
+    analysis_dir: Path | None = None,
+) -> str:
+    """The whole results document as Markdown."""
+    datasets = _datasets(records)
+    capped = [r["key"] for r in records if r["capped"]]
+    lines = [
+        "# Results",
+        "",
+        "<!-- rendered by `hymoerec results render` from results/*.json; do not edit -->",
+        "",
+        f"Rendered from {len(records)} run records in `results/` "
+        "(`hymoerec reproduce` writes them; `docs/reproduce.md` says how). Protocol: 5-core, "
+        "leave-one-out, full ranking over all items with history items kept, test metrics "
+        "at the epoch of best validation NDCG@10. Cells are mean ± sample standard deviation "
+        "over seeds (a single seed shows its value alone).",
+        "",
+        f"{NO_RUNS} no record yet; {NOT_GIVEN}: the paper's value is not given here (only the "
+        "HyMoERec HR@10 and NDCG@10 of Table 1 are); Δ: (ours − paper) / paper; "
+        f"{CAPPED}: at least one run stopped at its wall-clock budget "
+        "(`train.max_minutes`) before early stopping, so it may be under-trained.",
+    ]
+    if capped:
+        lines += ["", f"Capped runs ({len(capped)}): " + ", ".join(f"`{k}`" for k in capped)]
+    for dataset in datasets:
+        lines += ["", f"## Table 1: {DATASET_LABELS.get(dataset, dataset)}", ""]
+        lines += table1(records, dataset)
+    lines += [
+        "",
+        "## HyMoERec vs Mamba4Rec, user by user",
+        "",
+        "Per-user test NDCG@10, each model averaged over its seeds, HyMoERec minus Mamba4Rec. "
+        "Wilcoxon signed-rank test (two-sided, users with equal values dropped) and a "
+        "bootstrap 95% interval of the mean difference (10,000 resamples of users).",
+        "",
+        *paired_section(records, datasets),
+    ]
+    lines += ["", "## Ablations", ""]
+    lines.append("Each ablation is a config (`configs/ablations.yaml`), not a code change.")
+    for dataset in datasets:
+        lines += ["", f"### {DATASET_LABELS.get(dataset, dataset)}", ""]
+        lines += ablation_section(records, dataset, ablations)
+    lines += ["", "## What the experts do", ""]
+    if analysis_dir is not None:
+        lines += analysis_section(analysis_dir, out, datasets)
+    lines += ["", "## Runs", "", *runs_section(records), ""]
+    return "\n".join(lines)
+
+
+def write_results(
+    results: Path, out: Path, ablations: Sequence[Ablation], analysis_dir: Path | None
+) -> Path:
+    text = render(load_records(results), ablations, out, analysis_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    return out

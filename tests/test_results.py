@@ -1,0 +1,123 @@
+"""The results document on hand-made run records: means, deviations, the paper's numbers,
+the paired test against scipy, the bootstrap interval and the capped-run marks."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.stats import wilcoxon
+
+from hymoerec.reproduce import Ablation, decode_ranks, encode_ranks, make_plan, write_json
+from hymoerec.results import load_records, paired_test, per_user_ndcg10, render, summarise
+
+
+def record(
+    name: str, seed: int, ndcg10: float, ranks: list[int], dataset: str = "ml-1m", **extra: Any
+) -> dict[str, Any]:
+    test = {"HR@5": 0.1, "HR@10": 0.2, "NDCG@5": 0.05, "NDCG@10": ndcg10}
+    return {
+        "format": 1,
+        "key": f"{dataset}--{name}--seed{seed}",
+        "name": name,
+        "model": extra.pop("model", name),
+        "dataset": dataset,
+        "seed": seed,
+        "ablation": None,
+        "valid": test,
+        "test": test,
+        "users": len(ranks),
+        "test_rank_top10": encode_ranks(np.array(ranks)),
+        "best_epoch": 3,
+        "epochs_run": 5,
+        "stopped": "epochs",
+        "capped": False,
+        "train_seconds": 60.0,
+        "machine": {"device": "cpu"},
+        "code": {"commit": "0123456789abcdef", "dirty": False},
+        **extra,
+    }
+
+
+def test_ranks_round_trip_and_give_per_user_ndcg() -> None:
+    ranks = np.array([1, 3, 10, 11, 500])
+    assert encode_ranks(ranks) == "acj.."
+    assert decode_ranks("acj..").tolist() == [1, 3, 10, 0, 0]
+    ndcg = per_user_ndcg10(record("x", 1, 0.0, ranks.tolist()))
+    np.testing.assert_allclose(ndcg, [1.0, 0.5, 1 / np.log2(11), 0.0, 0.0])
+
+
+def test_mean_and_sample_std_over_seeds() -> None:
+    runs = [record("hymoerec", s, v, [1]) for s, v in ((1, 0.1), (2, 0.2), (3, 0.3))]
+    summary = summarise(runs, "NDCG@10")
+    assert summary is not None
+    assert summary.mean == pytest.approx(0.2) and summary.std == pytest.approx(0.1)
+    assert summary.cell() == "0.2000 ± 0.1000"
+    single = summarise(runs[:1], "NDCG@10")
+    assert single is not None and single.std is None and single.cell() == "0.1000"
+    assert summarise([], "NDCG@10") is None
+
+
+def test_paired_test_matches_scipy_and_its_interval_holds_the_difference() -> None:
+    rng = np.random.default_rng(1)
+    users = 400
+    better = [rng.integers(1, 15, users) for _ in range(3)]
+    worse = [rng.integers(2, 25, users) for _ in range(3)]
+    a = [record("hymoerec", s, 0.0, r.tolist()) for s, r in enumerate(better, 1)]
+    b = [record("mamba4rec", s, 0.0, r.tolist()) for s, r in enumerate(worse, 1)]
+    test = paired_test(a, b)
+    gain = lambda r: np.where(r <= 10, 1 / np.log2(r + 1.0), 0.0)  # noqa: E731
+    difference = np.mean([gain(r) for r in better], 0) - np.mean([gain(r) for r in worse], 0)
+    assert test.users == users and (test.seeds_a, test.seeds_b) == (3, 3)
+    assert test.mean_difference == pytest.approx(difference.mean())
+    assert test.wilcoxon_p == pytest.approx(wilcoxon(difference).pvalue)
+    assert test.ci_low < difference.mean() < test.ci_high
+    assert test.ci_low > 0  # ranks drawn from better distributions: a clear gain
+    assert test.better == (difference > 0).sum() and test.worse == (difference < 0).sum()
+    same = paired_test(a, a)
+    assert same.mean_difference == 0 and same.wilcoxon_p == 1.0
+
+
+def test_render_table1_paper_columns_ablations_and_capped_runs(tmp_path: Path) -> None:
+    ranks = [1, 2, 30, 4]
+    records = [
+        record("hymoerec", 1, 0.1969, ranks),
+        record("hymoerec", 2, 0.1969, [2, 2, 30, 4]),
+        record("mamba4rec", 1, 0.15, [3, 2, 40, 5], capped=True, stopped="time budget of 5 min"),
+        record("no-balance", 1, 0.1772, ranks, model="hymoerec", ablation="no-balance"),
+    ]
+    for r in records:
+        write_json(tmp_path / "results" / f"{r['key']}.json", r)
+    loaded = load_records(tmp_path / "results")
+    assert len(loaded) == 4
+    ablations = [
+        Ablation("dense-only", "no experts", "mamba4rec", ()),
+        Ablation("no-balance", "lambda 0", "hymoerec", ("model_options.moe.balance_weight=0",)),
+    ]
+    text = render(loaded, ablations, tmp_path / "docs" / "results.md")
+    hymoerec_row = next(line for line in text.splitlines() if line.startswith("| HyMoERec |"))
+    # NDCG@10 0.1969 vs the paper's 0.1790: +10.0%; HR@5 has no paper value here
+    assert "0.1969 ± 0.0000 | 0.1790 | +10.0%" in hymoerec_row
+    assert "| 0.1000 ± 0.0000 | n/g |  |" in hymoerec_row
+    assert "| Mamba4Rec | 1 | 0.1000† |" in text  # capped, single seed: no deviation
+    assert "`ml-1m--mamba4rec--seed1`" in text.split("## Table 1")[0]  # listed as capped
+    assert "| NARM | 0 | – | n/g |" in text
+    assert "| dense-only | no experts | 1 | 0.2000† | 0.1500† | -23.8% |" in text
+    assert "| no-balance | lambda 0 | 1 | 0.2000 | 0.1772 | -10.0% |" in text
+    assert "| MovieLens-1M | 4 | 2 / 1 |" in text  # the paired test ran on ML-1M
+    assert "Amazon Beauty" in text  # a dataset without records still gets its table
+
+
+def test_plan_seeds_and_shared_ablation_runs() -> None:
+    ablations = [
+        Ablation("dense-only", "", "mamba4rec", ()),
+        Ablation("no-warmup", "", "hymoerec", ("model_options.moe.fusion=no_warmup",)),
+    ]
+    plan = make_plan(["ml-1m"], ["sasrec", "mamba4rec", "hymoerec"], [1, 2, 3], [1], ablations, [1])
+    keys = [run.key for run in plan]
+    assert keys.count("ml-1m--mamba4rec--seed1") == 1  # dense-only is the Mamba4Rec run
+    assert [k for k in keys if "sasrec" in k] == ["ml-1m--sasrec--seed1"]
+    assert len([k for k in keys if "hymoerec" in k]) == 3
+    assert plan[-1].key == "ml-1m--no-warmup--seed1" and plan[-1].model == "hymoerec"
+    alone = make_plan(["ml-1m"], [], [1], [1], ablations, [2])
+    assert [run.key for run in alone] == ["ml-1m--mamba4rec--seed2", "ml-1m--no-warmup--seed2"]
