@@ -40,7 +40,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     # numbers align right, text (titles, names) left
     text = [
-        any(isinstance(row[i], str) and not _numeric(row[i]) for row in rows)
+        any(isinstance(cell, str) and not _numeric(cell) for cell in (row[i] for row in rows))
         for i in range(len(headers))
     ]
     lines = [
