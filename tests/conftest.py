@@ -4,6 +4,16 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# A HyMoERec small enough to train on ML-100K in seconds
+TINY = [
+    "model_options.hidden_size=16",
+    "model_options.moe.router_hidden=8",
+    "train.epochs=2",
+    "train.max_len=20",
+    "train.batch_size=64",
+    "train.threads=1",
+]
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
@@ -37,12 +47,7 @@ def tiny_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     config = load_run_config(
         None,
         [
-            "model_options.hidden_size=16",
-            "model_options.moe.router_hidden=8",
-            "train.epochs=2",
-            "train.max_len=20",
-            "train.batch_size=64",
-            "train.threads=1",
+            *TINY,
             f"data.data_dir={root / 'data'}",
             f"data.cache_dir={root / 'cache'}",
         ],

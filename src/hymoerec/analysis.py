@@ -16,8 +16,6 @@ import csv
 import itertools
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,7 @@ from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
 from hymoerec.models import build_model
 from hymoerec.models.base import SequentialModel
-from hymoerec.plots import read_metrics
+from hymoerec.plots import read_metrics, save_png
 from hymoerec.training.loop import fusion_scale, item_counts
 from hymoerec.training.run import DATASET_DIR, WEIGHTS, load_data
 
@@ -264,7 +262,7 @@ def _figures(
                 bottom += share
             axis.set(title=f"routing share, layer {layer}", xlabel=xlabel, ylim=(0, 1))
         axes[0][-1].legend(fontsize="small", loc="lower right")
-        paths.append(_save(figure, out / f"{name}.png", plt))
+        paths.append(save_png(figure, out / f"{name}.png", dpi=110))
 
     figure, axes = plt.subplots(1, 3, figsize=(14, 3.6), constrained_layout=True)
     epochs = [r[0] for r in train_rows]
@@ -283,22 +281,8 @@ def _figures(
     axes[2].legend(fontsize="small")
     for axis in axes:
         axis.grid(alpha=0.3)
-    paths.append(_save(figure, out / "training_and_entropy.png", plt))
+    paths.append(save_png(figure, out / "training_and_entropy.png", dpi=110))
     return paths
-
-
-def _save(figure: Any, path: Path, plt: Any) -> Path:
-    # written beside the target and renamed, so a failure leaves no half-written PNG
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
-        figure.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        plt.close(figure)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def describe(directory: Path) -> list[str]:

@@ -51,15 +51,21 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
     for axis in axes:
         axis.grid(alpha=0.3)
     figure.suptitle(run_dir.name)
-    out = out or run_dir / "training.png"
-    # written beside the target and renamed, so a failure leaves no half-written PNG
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent)
+    return save_png(figure, out or run_dir / "training.png")
+
+
+def save_png(figure: Any, path: Path, dpi: int = 120) -> Path:
+    """Save and close ``figure``; written beside ``path`` and renamed into place, so a
+    failure leaves no half-written PNG."""
+    import matplotlib.pyplot as plt
+
+    handle, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
     os.close(handle)
     try:
-        figure.savefig(tmp, dpi=120)
-        os.replace(tmp, out)
+        figure.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
     finally:
         plt.close(figure)
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return out
+    return path

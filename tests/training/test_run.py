@@ -10,15 +10,7 @@ from hymoerec.cli import main
 from hymoerec.config import ConfigError, load_run_config
 from hymoerec.training.loss import chunked_softmax_ce, full_softmax_ce
 from hymoerec.training.run import evaluate_run, train
-
-TINY = [
-    "model_options.hidden_size=16",
-    "model_options.moe.router_hidden=8",
-    "train.epochs=2",
-    "train.max_len=20",
-    "train.batch_size=64",
-    "train.threads=1",
-]
+from tests.conftest import TINY
 
 
 def tiny_config(shared_data: Path, cache: Path, *extra: str):  # type: ignore[no-untyped-def]
