@@ -74,7 +74,7 @@ def test_sampled_softmax_with_every_item_drawn_tends_to_the_exact_loss() -> None
 
 @pytest.mark.parametrize("t", [0.0, 0.5, 1.0])
 def test_gbce_matches_its_definition(t: float) -> None:
-    hidden, weights, targets = example(num_items=30)
+    hidden, weights, targets = example(num_items=30, targets=37)  # last block part-filled
     loss = GBCE(num_items=30, negatives=10, t=t)
     alpha = 10 / 29
     assert loss.beta == pytest.approx(alpha * (t * (1 - 1 / alpha) + 1 / alpha))
@@ -82,11 +82,13 @@ def test_gbce_matches_its_definition(t: float) -> None:
     torch.manual_seed(2)
     got = loss(hidden, weights, targets)
     torch.manual_seed(2)
-    drawn = torch.randint(1, 31, (10,))
+    blocks = -(-len(targets) // GBCE.TARGETS_PER_DRAW)
+    drawn = torch.randint(1, 31, (blocks, 10))  # one draw per block of consecutive targets
     total = 0.0
-    for h, y in zip(hidden, targets, strict=True):
+    for row, (h, y) in enumerate(zip(hidden, targets, strict=True)):
+        negatives = drawn[row // GBCE.TARGETS_PER_DRAW]
         total += -math.log(torch.sigmoid(h @ weights[y]) ** loss.beta)
-        total += sum(-math.log(1 - torch.sigmoid(h @ weights[i])) for i in drawn if i != y)
+        total += sum(-math.log(1 - torch.sigmoid(h @ weights[i])) for i in negatives if i != y)
     assert float(got) == pytest.approx(total / (len(targets) * 11), rel=1e-5)
 
 

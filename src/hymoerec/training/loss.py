@@ -119,13 +119,23 @@ class SampledSoftmaxCE:
 class GBCE:
     """gSASRec's generalised binary cross-entropy (Petrov & Macdonald, RecSys 2023).
 
-    Binary cross-entropy of the target against S uniformly sampled negatives (shared by
-    the batch), with the positive's probability raised to the power
+    Binary cross-entropy of the target against S uniformly sampled negatives, with the
+    positive's probability raised to the power
     beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha), alpha = S / (N - 1) the sampling
     rate: t = 0 is plain BCE, t = 1 fully counteracts the overconfidence that negative
     sampling induces. As in gSASRec the loss is the mean over the 1 + S terms per target;
     a negative equal to its row's target counts as neither.
+
+    gSASRec draws negatives for every target. Here each block of ``TARGETS_PER_DRAW``
+    consecutive targets (neighbouring positions of one sequence) shares a draw: one
+    (blocks, S, D) gather and a batched product instead of a (T, S, D) gather. One draw
+    for the whole batch, as ``SampledSoftmaxCE`` uses, does not work for BCE: every
+    target then pushes away the same S items and the model learns to score everything
+    low (ML-100K, 10 epochs: valid NDCG@10 0.0045 with one draw per batch, 0.0184 with
+    one draw per 8 targets; exact CE 0.0488, sampled softmax 0.0360).
     """
+
+    TARGETS_PER_DRAW = 8
 
     def __init__(self, num_items: int, negatives: int, t: float) -> None:
         alpha = negatives / max(num_items - 1, 1)
@@ -134,14 +144,22 @@ class GBCE:
         self.negatives = negatives
 
     def __call__(self, hidden: Tensor, weights: Tensor, targets: Tensor) -> Tensor:
-        sampled = torch.randint(1, self.num_items + 1, (self.negatives,), device=hidden.device)
+        count, dim = hidden.shape
+        size = self.TARGETS_PER_DRAW
+        blocks = -(-count // size)
+        pad = blocks * size - count
+        sampled = torch.randint(
+            1, self.num_items + 1, (blocks, self.negatives), device=hidden.device
+        )  # (G, S)
+        grouped = F.pad(hidden, (0, 0, 0, pad)).view(blocks, size, dim)  # (G, size, D)
+        rows = F.pad(targets, (0, pad)).view(blocks, size)  # (G, size), PAD = filler
+        negative = torch.bmm(grouped, weights[sampled].transpose(1, 2)).float()  # (G, size, S)
+        real = (sampled[:, None, :] != rows[:, :, None]) & (rows[:, :, None] != PAD)
         positive = (hidden * weights[targets]).sum(-1).float()  # (T,)
-        negative = (hidden @ weights[sampled].T).float()  # (T, S)
-        real = sampled[None, :] != targets[:, None]  # (T, S)
         # log sigma(s)^beta = beta * log sigma(s); log(1 - sigma(s)) = log sigma(-s)
         total = -self.beta * F.logsigmoid(positive).sum()
         total = total - torch.where(real, F.logsigmoid(-negative), 0.0).sum()
-        return total / max(targets.numel() * (1 + self.negatives), 1)
+        return total / max(count * (1 + self.negatives), 1)
 
 
 def make_loss(config: TrainConfig, item_counts: np.ndarray) -> LossFn:
