@@ -40,6 +40,7 @@ class TrainConfig:
     warmup_steps: int = 0  # linear learning-rate warm-up, in optimizer steps
     schedule: str = "constant"  # after warm-up: constant, or cosine decay to 0 at the last epoch
     bucket: int = 16  # sort each run of this many batches by length (less padding); 0 = off
+    window_stride: int = 0  # histories over max_len: new targets per window; 0 = max_len
     patience: int = 10  # validation rounds without NDCG@10 improvement before stopping
     max_len: int = 0  # history length; 0 = the dataset's (200 ML-1M, 50 Beauty)
     seed: int = 2024  # seeds weights, shuffling and masking: one seed, one result
@@ -61,7 +62,7 @@ class TrainConfig:
         if self.lr <= 0:
             raise ConfigError(f"train.lr={self.lr}: must be positive")
         non_negative = ("weight_decay", "warmup_steps", "bucket", "max_len", "max_minutes")
-        for name in (*non_negative, "threads", "eval_item_chunk"):
+        for name in (*non_negative, "window_stride", "threads", "eval_item_chunk"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must not be negative")
         if self.schedule not in ("constant", "cosine"):

@@ -1,5 +1,7 @@
 import numpy as np
+import pytest
 
+from hymoerec.config import ConfigError
 from hymoerec.data.batches import windows
 from hymoerec.data.interactions import Interactions
 from hymoerec.data.protocol import ProtocolConfig, SequenceData, apply_protocol
@@ -17,7 +19,8 @@ def data_with(sequences: list[list[int]]) -> SequenceData:
 
 
 def test_windows_cover_every_position_once_counting_from_the_end() -> None:
-    starts, ends = windows(np.array([0, 10, 20]), np.array([7, 13, 20]), 3)
+    starts, ends, trained = windows(np.array([0, 10, 20]), np.array([7, 13, 20]), 3)
+    assert (trained == starts).all()  # disjoint windows train every position they hold
     # the most recent window is full; only the oldest may be short; empty spans give none
     assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == [
         (4, 7),
@@ -25,6 +28,43 @@ def test_windows_cover_every_position_once_counting_from_the_end() -> None:
         (0, 1),
         (10, 13),
     ]
+
+
+def test_overlapping_windows_train_each_position_once_with_long_context() -> None:
+    starts, ends, trained = windows(np.array([0, 10]), np.array([9, 12]), 4, stride=2)
+    assert list(zip(starts.tolist(), ends.tolist(), trained.tolist(), strict=True)) == [
+        (5, 9, 7),
+        (3, 7, 5),
+        (1, 5, 3),
+        (0, 3, 1),
+        (0, 1, 0),
+        (10, 12, 10),
+    ]
+
+
+def test_overlapping_windows_give_each_target_its_context() -> None:
+    # a training part of 20 items; with max_len 8 and stride 3 every target after the
+    # first 5 positions sees at least 8 - 3 = 5 predecessors in its window
+    data = data_with([list(range(1, 23))])
+    sequence = data.sequence(0)[:20].tolist()  # internal ids of the training part
+    index = {item: i for i, item in enumerate(sequence)}
+    sampler = BatchSampler(data, max_len=8, batch_size=2, masked=False, stride=3)
+    assert sampler.num_targets == 19
+    seen = []
+    for batch in sampler.epoch(np.random.default_rng(0)):
+        for items, targets in zip(batch.items.tolist(), batch.targets.tolist(), strict=True):
+            for position, target in enumerate(targets):
+                if target:
+                    assert target == sequence[index[items[position]] + 1]
+                    assert position >= min(5, index[items[position]])
+                    seen.append(index[target])
+    assert sorted(seen) == list(range(1, 20))  # every target exactly once
+
+
+def test_overlap_is_refused_for_masked_models() -> None:
+    data = data_with([list(range(1, 23))])
+    with pytest.raises(ConfigError, match="window_stride"):
+        BatchSampler(data, max_len=8, batch_size=2, masked=True, stride=3)
 
 
 def test_causal_batches_use_every_training_target_once() -> None:

@@ -2,7 +2,10 @@
 
 Causal models: the inputs are a window of the training part and each position's target
 is the item after it, so one forward pass yields every prefix example. Histories longer
-than ``max_len`` are cut into windows so that every training target is used once.
+than ``max_len`` are cut into windows so that every training target is used once; with
+``train.window_stride`` below ``max_len`` the windows overlap and each trains only its
+newest ``stride`` targets, so that every target keeps at least ``max_len - stride`` items
+of context (a prefix framework gives each target its full ``max_len``).
 Masked (bidirectional) models: random items of a window are replaced by a mask token and
 predicted.
 
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hymoerec.config import ConfigError
 from hymoerec.data.batches import right_padded, windows
 from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
@@ -51,12 +55,17 @@ class BatchSampler:
         batch_size: int,
         masked: bool,
         bucket: int = 0,
+        stride: int = 0,
     ) -> None:
+        if masked and stride not in (0, max_len):
+            raise ConfigError("train.window_stride: overlapping windows need a causal model")
+        if not 0 <= stride <= max_len:
+            raise ConfigError(f"train.window_stride={stride}: must be between 0 and {max_len}")
         train = data.split("train")
         self.items = np.asarray(train.items)
         # causal inputs stop one before the end (the last item is only a target)
         ends = train.ends if masked else train.ends - 1
-        self.starts, self.ends = windows(train.starts, ends, max_len)
+        self.starts, self.ends, self.trained = windows(train.starts, ends, max_len, stride)
         self.batch_size = batch_size
         self.masked = masked
         self.bucket = bucket
@@ -67,7 +76,7 @@ class BatchSampler:
     @property
     def num_targets(self) -> int:
         """Next-item targets per epoch (causal models)."""
-        return int((self.ends - self.starts).sum())
+        return int((self.ends - self.trained).sum())
 
     def epoch(
         self,
@@ -88,6 +97,7 @@ class BatchSampler:
             if len(mine) == 0:  # a last batch smaller than the world: a zero-weight stand-in
                 mine, weight = np.zeros(1, dtype=np.int64), 0.0
             starts, ends = self.starts[chosen[mine]], self.ends[chosen[mine]]
+            trained = self.trained[chosen[mine]]
             longest = int((ends - starts).max())
             inputs, _ = right_padded(self.items, starts, ends, longest)
             if masked is not None:
@@ -97,7 +107,11 @@ class BatchSampler:
                 total_targets, local_targets = int(masked.sum()), int(mine_masked.sum())
             else:
                 targets, _ = right_padded(self.items, starts + 1, ends + 1, longest)
-                total_targets, local_targets = int(lengths.sum()), int((ends - starts).sum())
+                # positions before a window's trained part are context only
+                context = np.arange(longest)[None, :] < (trained - starts)[:, None]
+                targets[context] = PAD
+                total_targets = int((self.ends[chosen] - self.trained[chosen]).sum())
+                local_targets = int((ends - trained).sum())
             yield TrainBatch(
                 torch.from_numpy(inputs),
                 torch.from_numpy(targets),

@@ -194,7 +194,12 @@ class Trainer:
         self.loss_fn = make_loss(config, item_counts(data))
         self.config = config
         self.sampler = BatchSampler(
-            data, max_len, config.batch_size, model.bidirectional, config.bucket
+            data,
+            max_len,
+            config.batch_size,
+            model.bidirectional,
+            config.bucket,
+            config.window_stride,
         )
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
