@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from hymoerec.config import ConfigError
 from hymoerec.models import build_model
 from hymoerec.training.checkpoint import CHECKPOINT
 from hymoerec.training.loop import EpochRecord, fit, seed_everything, validate
 from hymoerec.training.run import (
+    _defaults,
+    _partial,
     history_length,
     load_data,
     model_options,
@@ -105,6 +108,10 @@ def test_run_killed_with_sigkill_resumes_to_the_same_metrics(
     with pytest.raises(ConfigError, match="interrupted run"):
         train(config, run, progress=False)  # without resume it refuses to start over
 
+    # as if started before train.window_stride existed: it resumes at the option's default
+    saved = yaml.safe_load((partial_dir(run) / "config.yaml").read_text())
+    del saved["train"]["window_stride"]
+    (partial_dir(run) / "config.yaml").write_text(yaml.safe_dump(saved))
     resumed = train(config, run, progress=False, resume=True)
     assert resumed["valid"] == reference["valid"]
     assert resumed["test"] == reference["test"]
@@ -123,3 +130,19 @@ def test_resume_refuses_another_config(shared_data: Path, tmp_path: Path, cache_
     with pytest.raises(ConfigError, match="another config"):
         train(config, tmp_path / "run", progress=False, resume=True)
     assert (partial / CHECKPOINT).exists()  # an unrelated interrupted run is left alone
+
+
+def test_an_option_newer_than_the_run_resumes_only_at_its_default(tmp_path: Path) -> None:
+    resolved = yaml.safe_load(
+        yaml.safe_dump({"model": "sasrec", "dataset": "d", **_defaults("sasrec")})
+    )
+    partial = partial_dir(tmp_path / "run")
+    partial.mkdir()
+    (partial / CHECKPOINT).write_bytes(b"")
+    older = {**resolved, "train": dict(resolved["train"])}
+    del older["train"]["window_stride"]
+    (partial / "config.yaml").write_text(yaml.safe_dump(older))
+    assert _partial(tmp_path / "run", resolved, resume=True) == (partial, True)
+    resolved["train"]["window_stride"] = 100  # the option now asks for other behaviour
+    with pytest.raises(ConfigError, match="another config"):
+        _partial(tmp_path / "run", resolved, resume=True)

@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 from safetensors.torch import load_file, save_file
 
-from hymoerec.config import ConfigError, RunConfig, from_dict, to_dict
+from hymoerec.config import ConfigError, DataConfig, RunConfig, TrainConfig, from_dict, to_dict
 from hymoerec.data import cache
 from hymoerec.data.cache import load_dataset
 from hymoerec.data.metadata import load_metadata
@@ -109,6 +109,29 @@ def _resolved(config: RunConfig, model: SequentialModel, max_len: int) -> dict[s
     return resolved
 
 
+def _defaults(model: str) -> dict[str, Any]:
+    """Every option's default, in the layout of a resolved config."""
+    defaults = {
+        "model_options": dataclasses.asdict(config_class(model)()),
+        "train": dataclasses.asdict(TrainConfig()),
+        "data": dataclasses.asdict(DataConfig()),
+    }
+    loaded: dict[str, Any] = yaml.safe_load(yaml.safe_dump(defaults))
+    return loaded
+
+
+def _with_defaults(saved: Any, defaults: Any) -> Any:
+    """``saved`` with the options it predates filled in at their defaults: a run
+    interrupted before an option existed resumes, as the option's default keeps the
+    behaviour it was started with."""
+    if not isinstance(saved, dict) or not isinstance(defaults, dict):
+        return saved
+    filled = {key: _with_defaults(value, defaults.get(key)) for key, value in saved.items()}
+    for key, value in defaults.items():
+        filled.setdefault(key, value)
+    return filled
+
+
 def _partial(run_dir: Path, resolved: dict[str, Any], resume: bool) -> tuple[Path, bool]:
     """The in-progress directory and whether it holds a checkpoint to continue from."""
     partial = partial_dir(run_dir)
@@ -120,7 +143,8 @@ def _partial(run_dir: Path, resolved: dict[str, Any], resume: bool) -> tuple[Pat
     if not resume:
         raise ConfigError(f"{partial} holds an interrupted run; resume it or delete it")
     saved = yaml.safe_load((partial / "config.yaml").read_text())
-    if saved != yaml.safe_load(yaml.safe_dump(resolved)):  # compared as YAML sees them
+    current = yaml.safe_load(yaml.safe_dump(resolved))  # compared as YAML sees them
+    if _with_defaults(saved, _defaults(resolved["model"])) != current:
         raise ConfigError(f"{partial} was started with another config; delete it to restart")
     return partial, True
 
