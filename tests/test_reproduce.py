@@ -4,6 +4,7 @@ results document needs, recorded runs skipped, the document rendered from the re
 import json
 from pathlib import Path
 
+from hymoerec import reproduce
 from hymoerec.cli import main
 from hymoerec.reproduce import decode_ranks
 
@@ -15,8 +16,13 @@ train: {epochs: 1, max_len: 20, batch_size: 64, threads: 1}
 
 
 def test_reproduce_records_runs_then_skips_them(
-    shared_data: Path, tmp_path: Path, cache_root: Path, capsys
+    shared_data: Path, tmp_path: Path, cache_root: Path, capsys, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
+    # the checkout moves on while the runs train: records name the code that was imported
+    versions = iter([{"commit": "a" * 40, "dirty": False}])
+    monkeypatch.setattr(
+        reproduce, "code_version", lambda: next(versions, {"commit": "b" * 40, "dirty": True})
+    )
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "ml-100k-hymoerec.yaml").write_text(
@@ -38,7 +44,7 @@ def test_reproduce_records_runs_then_skips_them(
     assert ablation["ablation"] == "e4-k1"
     assert ablation["config"]["model_options"]["moe"]["top_k"] == 1
     assert main_run["config"]["train"]["seed"] == 7 and main_run["epochs_run"] == 1
-    assert len(main_run["code"]["commit"]) == 40 or main_run["code"]["commit"] == "unknown"
+    assert main_run["code"] == ablation["code"] == {"commit": "a" * 40, "dirty": False}
     assert {"platform", "cpu", "torch", "device"} <= set(main_run["machine"])
     # the per-user ranks give back the recorded test metrics
     ranks = decode_ranks(main_run["test_rank_top10"])
@@ -52,3 +58,8 @@ def test_reproduce_records_runs_then_skips_them(
     render = ["results", "render", "--results", str(results), "--out", str(out)]
     assert main([*render, "--ablations", str(configs / "ablations.yaml")]) == 0
     assert "| e4-k1 | top-1 | 1 |" in out.read_text()
+
+
+def test_code_version_names_the_checkout() -> None:
+    code = reproduce.code_version()
+    assert len(code["commit"]) == 40 or code == {"commit": "unknown", "dirty": None}

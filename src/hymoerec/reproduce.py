@@ -145,6 +145,7 @@ def execute(plan: Sequence[PlannedRun], options: ReproduceOptions, progress: boo
     """Train every run of ``plan`` that has no record yet; returns the records written."""
     from hymoerec.training.run import train
 
+    code = code_version()  # the code this process imported, whatever is edited meanwhile
     written = []
     for number, run in enumerate(plan, start=1):
         path = record_path(run, options)
@@ -155,7 +156,7 @@ def execute(plan: Sequence[PlannedRun], options: ReproduceOptions, progress: boo
         if not (directory / "final.json").is_file():  # a finished run only lacks its record
             log.info("[%d/%d] %s: training into %s", number, len(plan), run.key, directory)
             train(run_config(run, options), directory, progress, resume=True)
-        write_json(path, make_record(run, directory))
+        write_json(path, make_record(run, directory, code))
         log.info("[%d/%d] %s: recorded in %s", number, len(plan), run.key, path)
         written.append(path)
     return written
@@ -171,7 +172,9 @@ def decode_ranks(code: str) -> np.ndarray:
     return np.array([lookup[c] for c in code], dtype=np.int64)
 
 
-def make_record(run: PlannedRun, directory: Path) -> dict[str, Any]:
+def make_record(
+    run: PlannedRun, directory: Path, code: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The summary of a finished run directory that goes into git."""
     from hymoerec.training.run import TEST_RANKS
 
@@ -202,7 +205,7 @@ def make_record(run: PlannedRun, directory: Path) -> dict[str, Any]:
         "valid_ndcg10_by_epoch": [round(e["valid"]["NDCG@10"], 5) for e in epochs],
         "train_seconds": final["train_seconds"],
         "machine": machine(config["train"]["device"]),
-        "code": code_version(),
+        "code": code or code_version(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": config,
     }
