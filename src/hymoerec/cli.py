@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hymoerec.data.cache import is_cached, load_dataset
 from hymoerec.data.errors import DataError
-from hymoerec.data.protocol import ProtocolConfig, SequenceData, statistics
+from hymoerec.data.protocol import TIE_ORDERS, ProtocolConfig, SequenceData, statistics
 from hymoerec.data.registry import READERS, Source, resolve
 
 # torch-backed modules are imported inside the commands that need them, so data commands
@@ -68,6 +68,12 @@ def _add_dataset_options(parser: argparse.ArgumentParser, positional: bool = Tru
     )
     group.add_argument("--user-core", type=int, default=5, help="k-core threshold for users")
     group.add_argument("--item-core", type=int, default=5, help="k-core threshold for items")
+    group.add_argument(
+        "--ties",
+        choices=TIE_ORDERS,
+        default="file",
+        help="order of one user's interactions with equal timestamps (default: the file's)",
+    )
     group.add_argument("--format", choices=sorted(READERS), help="format of a file dataset")
     group.add_argument("--user-col", help="user column of a CSV/TSV/Parquet file")
     group.add_argument("--item-col", help="item column of a CSV/TSV/Parquet file")
@@ -86,7 +92,7 @@ def _reader_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _load(args: argparse.Namespace, dataset: str) -> tuple[Source, SequenceData]:
-    protocol = ProtocolConfig(user_core=args.user_core, item_core=args.item_core)
+    protocol = ProtocolConfig(args.user_core, args.item_core, args.ties)
     return load_dataset(
         dataset, args.data_dir, args.cache_dir, protocol, args.format, _reader_options(args)
     )
@@ -107,7 +113,7 @@ def cmd_data_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> None:
-    protocol = ProtocolConfig(user_core=args.user_core, item_core=args.item_core)
+    protocol = ProtocolConfig(args.user_core, args.item_core, args.ties)
     source = resolve(args.dataset, args.data_dir, args.format, _reader_options(args))
     cached = is_cached(source, protocol, args.cache_dir)
     begin = time.perf_counter()

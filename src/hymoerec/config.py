@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from hymoerec.data.protocol import TIE_ORDERS
+
 T = TypeVar("T")
 
 
@@ -24,6 +26,11 @@ class DataConfig:
     cache_dir: str | None = None  # prepared-dataset cache (default $HYMOEREC_CACHE)
     user_core: int = 5  # k-core threshold for users (paper: 5)
     item_core: int = 5  # k-core threshold for items (paper: 5)
+    ties: str = "file"  # order of equal timestamps: file, item (id order) or shuffle
+
+    def __post_init__(self) -> None:
+        if self.ties not in TIE_ORDERS:
+            raise ConfigError(f"data.ties={self.ties!r}: must be one of {', '.join(TIE_ORDERS)}")
 
 
 # ce: textbook full softmax; chunked_ce: same values and gradients, bounded memory;

@@ -116,7 +116,8 @@ class Recommender:
         if (run / DATASET_DIR / "meta.json").is_file():
             data = cache.load(run / DATASET_DIR)
         else:
-            protocol = ProtocolConfig(config.data.user_core, config.data.item_core)
+            options = config.data
+            protocol = ProtocolConfig(options.user_core, options.item_core, options.ties)
             source, data = cache.load_dataset(
                 config.dataset, data_dir or config.data.data_dir, config.data.cache_dir, protocol
             )

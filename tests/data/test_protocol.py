@@ -62,6 +62,27 @@ def test_sorting_is_stable_and_items_reindexed_from_one() -> None:
     assert data.item_ids.to_internal(["c", "zz"]).tolist() == [3, -1]
 
 
+def test_tie_orders() -> None:
+    # c, b and e tie at t=5; a comes before them, d after
+    rows = [("u1", "c", 5), ("u1", "a", 1), ("u1", "b", 5), ("u1", "d", 9), ("u1", "e", 5)]
+
+    def order(ties: str) -> list[str]:
+        data = apply_protocol(log(rows), ProtocolConfig(user_core=3, item_core=1, ties=ties))
+        return data.item_ids.to_external(data.sequence(0)).tolist()
+
+    assert order("file") == ["a", "c", "b", "e", "d"]
+    assert order("item") == ["a", "b", "c", "e", "d"]
+    shuffled = order("shuffle")
+    assert shuffled[0] == "a" and shuffled[-1] == "d"  # the shuffle never crosses time
+    assert sorted(shuffled[1:4]) == ["b", "c", "e"]
+    assert order("shuffle") == shuffled  # seeded: one dataset, one order
+
+
+def test_unknown_tie_order_is_named() -> None:
+    with pytest.raises(DataError, match="ties='time'"):
+        ProtocolConfig(ties="time")
+
+
 def test_numeric_ids_sort_numerically() -> None:
     rows = [
         ("10", "100", 0),

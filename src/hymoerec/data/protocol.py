@@ -1,6 +1,7 @@
 """The paper's protocol, as RecBole applies it for Mamba4Rec.
 
-Per user, interactions in chronological order (ties keep the file's order); iterative
+Per user, interactions in chronological order (ties keep the file's order unless
+``ties`` says otherwise); iterative
 k-core filtering of users and items to a fixpoint; items re-indexed 1..N with 0 kept for
 padding; leave-one-out split (last item = test target, second-to-last = validation target,
 the rest = training; the test history includes the validation item).
@@ -16,14 +17,21 @@ from hymoerec.data.errors import DataError
 from hymoerec.data.interactions import PAD, Interactions
 
 MIN_SPLIT_LENGTH = 3  # a leave-one-out split needs one training, one validation, one test item
+# Order of one user's interactions with equal timestamps: as in the file, by item id, or
+# shuffled (seeded, so one dataset gives one order). docs/results.md shows why it matters.
+TIE_ORDERS = ("file", "item", "shuffle")
+TIE_SHUFFLE_SEED = 0
 
 
 @dataclass(frozen=True)
 class ProtocolConfig:
     user_core: int = 5  # minimum interactions per user after filtering (paper: 5)
     item_core: int = 5  # minimum interactions per item after filtering (paper: 5)
+    ties: str = "file"  # order of equal timestamps, one of TIE_ORDERS
 
     def __post_init__(self) -> None:
+        if self.ties not in TIE_ORDERS:
+            raise DataError(f"ties={self.ties!r}: must be one of {', '.join(TIE_ORDERS)}")
         if self.user_core < MIN_SPLIT_LENGTH:
             raise DataError(
                 f"user_core={self.user_core}: must be at least {MIN_SPLIT_LENGTH}, "
@@ -174,8 +182,10 @@ def apply_protocol(log: Interactions, config: ProtocolConfig) -> SequenceData:
     user_external, user_code = _encode(kept_users)
     item_external, item_code = _encode(kept_items)
 
-    # Stable sorts: by time, then by user, so equal timestamps keep the file's order.
-    order = np.argsort(timestamp, kind="stable")
+    # Stable sorts: by time, then by user, so equal timestamps keep the order they have
+    # before the sorts: the file's, or the tie order asked for.
+    order = tie_order(item_code, config.ties)
+    order = order[np.argsort(timestamp[order], kind="stable")]
     order = order[np.argsort(user_code[order], kind="stable")]
 
     counts = np.bincount(user_code, minlength=len(user_external))
@@ -188,6 +198,15 @@ def apply_protocol(log: Interactions, config: ProtocolConfig) -> SequenceData:
         users=IdMap(user_external, offset=0),
         item_ids=IdMap(item_external, offset=1),
     )
+
+
+def tie_order(item_code: np.ndarray, ties: str) -> np.ndarray:
+    """A permutation of the rows that decides the order of equal timestamps."""
+    if ties == "item":
+        return np.argsort(item_code, kind="stable")
+    if ties == "shuffle":
+        return np.random.default_rng(TIE_SHUFFLE_SEED).permutation(len(item_code))
+    return np.arange(len(item_code))
 
 
 def statistics(data: SequenceData) -> dict[str, float]:

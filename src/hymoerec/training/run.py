@@ -57,7 +57,7 @@ def partial_dir(run_dir: Path) -> Path:
 
 
 def load_data(config: RunConfig) -> tuple[Source, SequenceData]:
-    protocol = ProtocolConfig(user_core=config.data.user_core, item_core=config.data.item_core)
+    protocol = ProtocolConfig(config.data.user_core, config.data.item_core, config.data.ties)
     return load_dataset(config.dataset, config.data.data_dir, config.data.cache_dir, protocol)
 
 
