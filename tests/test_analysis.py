@@ -55,7 +55,9 @@ def test_analyze_writes_tables_whose_shares_are_distributions(
     assert all(-math.log(4) - 1e-6 <= float(r["balance_term"]) <= 0 for r in training)
     assert 0 < float(training[0]["alpha_layer0"]) < float(training[1]["alpha_layer0"]) < 1
     reading = describe(out)
-    assert len(reading) == 3 and "popularity" in reading[0] and "chance" in reading[0]
+    assert len(reading) == 4 and "popularity" in reading[0] and "chance" in reading[0]
+    alpha = [float(r["alpha_layer0"]) for r in training]
+    assert f"peaks at {max(alpha):.3f}" in reading[3] and f"ends at {alpha[-1]:.3f}" in reading[3]
 
 
 def test_analyze_cli_reports_a_missing_run(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

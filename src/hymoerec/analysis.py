@@ -254,14 +254,16 @@ def _figures(
         for layer in range(layers):
             mine = [r for r in rows if r[0] == layer]
             labels = [str(r[label_index]) for r in mine]
+            positions = np.arange(len(mine))  # labels like "1" are names, not numbers
             bottom = np.zeros(len(mine))
             axis = axes[0][layer]
             for e in range(experts):
                 share = np.array([r[start + e] for r in mine])
-                axis.bar(labels, share, bottom=bottom, label=f"expert {e}")
+                axis.bar(positions, share, bottom=bottom, label=f"expert {e}")
                 bottom += share
+            axis.set_xticks(positions, labels)
             axis.set(title=f"routing share, layer {layer}", xlabel=xlabel, ylim=(0, 1))
-        axes[0][-1].legend(fontsize="small", loc="lower right")
+        axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
         paths.append(save_png(figure, out / f"{name}.png", dpi=110))
 
     figure, axes = plt.subplots(1, 3, figsize=(14, 3.6), constrained_layout=True)
@@ -315,6 +317,27 @@ def describe(directory: Path) -> list[str]:
             f"{s['max_entropy']:.3f} nats (shares "
             + ", ".join(f"{100 * u:.0f}%" for u in s["usage"])
             + f"); a single token's routing has {s['token_entropy']:.3f} nats on average."
+        )
+    lines += _describe_alpha(directory / "training.csv")
+    return lines
+
+
+def _describe_alpha(path: Path) -> list[str]:
+    """Where the learned fusion weight alpha went: its peak and its last value."""
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    lines = []
+    columns = [c for c in (rows[0] if rows else {}) if c.startswith("alpha_layer")]
+    for column in columns:
+        alpha = np.array([float(r[column]) for r in rows])
+        peak = int(np.argmax(alpha))
+        lines.append(
+            f"- Layer {column.removeprefix('alpha_layer')}, fusion weight: alpha peaks at "
+            f"{alpha[peak]:.3f} after epoch {rows[peak]['epoch']} and ends at {alpha[-1]:.3f} "
+            f"after epoch {rows[-1]['epoch']}, so the routed experts add "
+            f"{alpha[-1]:.3f} x their output to the dense branch."
         )
     return lines
 

@@ -156,7 +156,9 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
 def load_run_config(
     path: str | Path | None, overrides: list[str], base: dict[str, Any] | None = None
 ) -> RunConfig:
-    values: dict[str, Any] = dict(base or {})
+    """The config file, then ``base`` (explicit command-line options such as --dataset,
+    merged section by section), then the ``key=value`` overrides: later ones win."""
+    values: dict[str, Any] = {}
     if path is not None:
         try:
             loaded = yaml.safe_load(Path(path).read_text()) or {}
@@ -165,6 +167,12 @@ def load_run_config(
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: expected a mapping at the top level")
         values.update(loaded)
+    for key, value in (base or {}).items():
+        section = values.get(key)
+        if isinstance(value, dict) and isinstance(section, dict):
+            values[key] = {**section, **value}
+        else:
+            values[key] = value
     values = apply_overrides(values, overrides)
     for required in ("model", "dataset"):
         if required not in values:
