@@ -24,7 +24,7 @@ def record(
         "dataset": dataset,
         "seed": seed,
         "ablation": None,
-        "valid": test,
+        "valid": {**test, "NDCG@10": extra.pop("valid_ndcg10", ndcg10)},
         "test": test,
         "users": len(ranks),
         "test_rank_top10": encode_ranks(np.array(ranks)),
@@ -106,6 +106,23 @@ def test_render_table1_paper_columns_ablations_and_capped_runs(tmp_path: Path) -
     assert "| no-balance | lambda 0 | 1 | 0.2000 | 0.1772 | -10.0% |" in text
     assert "| MovieLens-1M | 4 | 2 / 1 |" in text  # the paired test ran on ML-1M
     assert "Amazon Beauty" in text  # a dataset without records still gets its table
+
+
+def test_render_validation_gap_compute_and_notes(tmp_path: Path) -> None:
+    records = [
+        record("hymoerec", 1, 0.03, [1], "amazon-beauty", valid_ndcg10=0.04),
+        record("hymoerec", 2, 0.05, [1], "amazon-beauty", valid_ndcg10=0.06),
+        record("sasrec", 1, 0.02, [1], "amazon-beauty", train_seconds=7200.0),
+    ]
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Why we differ\n\nTie order, measured.\n")
+    text = render(records, [], tmp_path / "results.md", None, notes)
+    # mean valid 0.05, mean test 0.04: -20%
+    assert "| Amazon Beauty | HyMoERec | 2 | 0.0500 | 0.0400 | -20.0% |" in text
+    assert "| Amazon Beauty | SASRec | 1 | 0.0200 | 0.0200 | +0.0% |" in text
+    assert "## Why we differ\n\nTie order, measured." in text
+    assert "Training wall time of these 3 runs: 2.0 h on cpu." in text  # 60 + 60 + 7200 s
+    assert "Why we differ" not in render(records, [], tmp_path / "results.md", None, None)
 
 
 def test_plan_seeds_and_shared_ablation_runs() -> None:

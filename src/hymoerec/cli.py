@@ -350,7 +350,9 @@ def cmd_results_render(args: argparse.Namespace) -> None:
 
     ablations_file = Path(args.ablations)
     ablations = list(load_ablations(ablations_file).values()) if ablations_file.is_file() else []
-    out = write_results(Path(args.results), Path(args.out), ablations, Path(args.analysis))
+    out = write_results(
+        Path(args.results), Path(args.out), ablations, Path(args.analysis), Path(args.notes)
+    )
     print(f"results document: {out}")
 
 
@@ -556,6 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument(
         "--analysis", default="docs/analysis", help="`hymoerec analyze` outputs, one per dataset"
+    )
+    render.add_argument(
+        "--notes",
+        default="docs/results-notes.md",
+        help="hand-written findings included in the document, when the file exists",
     )
     render.set_defaults(handler=cmd_results_render)
 

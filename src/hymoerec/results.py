@@ -224,6 +224,43 @@ def ablation_section(
     return _table(headers, rows)
 
 
+def valid_test_section(records: Sequence[dict[str, Any]], datasets: Sequence[str]) -> list[str]:
+    """Validation against test NDCG@10 per model: a gap shared by every model is a property
+    of the split, not of one model's tuning."""
+    rows = []
+    for dataset in datasets:
+        for model in MODELS:
+            runs = _select(records, dataset, model)
+            if not runs:
+                continue
+            valid = float(np.mean([r["valid"]["NDCG@10"] for r in runs]))
+            test = float(np.mean([r["test"]["NDCG@10"] for r in runs]))
+            rows.append(
+                [
+                    DATASET_LABELS.get(dataset, dataset),
+                    MODEL_LABELS[model],
+                    str(len(runs)),
+                    f"{valid:.4f}",
+                    f"{test:.4f}",
+                    relative_difference(test, valid),
+                ]
+            )
+    if not rows:
+        return ["No run has finished yet."]
+    headers = ["Dataset", "Model", "seeds", "valid NDCG@10", "test NDCG@10", "test vs valid"]
+    return _table(headers, rows)
+
+
+def compute_line(records: Sequence[dict[str, Any]]) -> str:
+    """Total training wall time of the records, per device."""
+    seconds: dict[str, float] = {}
+    for r in records:
+        device = r["machine"]["device"]
+        seconds[device] = seconds.get(device, 0.0) + r["train_seconds"]
+    parts = [f"{s / 3600:.1f} h on {device}" for device, s in sorted(seconds.items())]
+    return f"Training wall time of these {len(records)} runs: " + ", ".join(parts) + "."
+
+
 def runs_section(records: Sequence[dict[str, Any]]) -> list[str]:
     if not records:
         return ["No run has finished yet."]
@@ -270,8 +307,10 @@ def render(
     ablations: Sequence[Ablation],
     out: Path,
     analysis_dir: Path | None = None,
+    notes: Path | None = None,
 ) -> str:
-    """The whole results document as Markdown."""
+    """The whole results document as Markdown; ``notes``, a hand-written Markdown file of
+    findings (each number with the command that measures it), is included as it is."""
     datasets = _datasets(records)
     capped = [r["key"] for r in records if r["capped"]]
     lines = [
@@ -313,14 +352,24 @@ def render(
     lines += ["", "## What the experts do", ""]
     if analysis_dir is not None:
         lines += analysis_section(analysis_dir, out, datasets)
-    lines += ["", "## Runs", "", *runs_section(records), ""]
+    lines += ["", "## Validation against test", "", *valid_test_section(records, datasets)]
+    if notes is not None and notes.is_file():
+        lines += ["", notes.read_text().strip()]
+    lines += ["", "## Runs", "", *runs_section(records)]
+    if records:
+        lines += ["", compute_line(records)]
+    lines.append("")
     return "\n".join(lines)
 
 
 def write_results(
-    results: Path, out: Path, ablations: Sequence[Ablation], analysis_dir: Path | None
+    results: Path,
+    out: Path,
+    ablations: Sequence[Ablation],
+    analysis_dir: Path | None,
+    notes: Path | None = None,
 ) -> Path:
-    text = render(load_records(results), ablations, out, analysis_dir)
+    text = render(load_records(results), ablations, out, analysis_dir, notes)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text)

@@ -4,7 +4,7 @@ import pytest
 from hymoerec.data.batches import right_padded
 from hymoerec.data.errors import DataError
 from hymoerec.data.interactions import Interactions
-from hymoerec.data.protocol import ProtocolConfig, apply_protocol, k_core
+from hymoerec.data.protocol import ProtocolConfig, apply_protocol, k_core, statistics
 
 
 def log(rows: list[tuple[str, str, int]]) -> Interactions:
@@ -128,3 +128,16 @@ def test_protocol_options_are_validated() -> None:
         ProtocolConfig(user_core=2)
     with pytest.raises(DataError, match="no interactions survive"):
         apply_protocol(log([("u", "a", 0), ("u", "b", 1), ("u", "c", 2)]), ProtocolConfig())
+
+
+def test_statistics_count_targets_in_the_training_part() -> None:
+    rows = [("u1", i, t) for t, i in enumerate("aabcd")] + [
+        ("u2", i, t) for t, i in enumerate("abadb")
+    ]
+    data = apply_protocol(log(rows), ProtocolConfig(user_core=3, item_core=1))
+    stats = statistics(data)
+    # training parts: u1 a a b, u2 a b a -> a: 4, b: 2; valid targets c, d; test d, b
+    assert stats["valid_target_train_count_median"] == 0.0  # c and d: 0 and 0
+    assert stats["test_target_train_count_median"] == 1.0  # d: 0, b: 2
+    assert stats["valid_targets_under_10_in_train"] == 1.0
+    assert stats["train_targets"] == 4  # (5 - 3) per user

@@ -209,9 +209,19 @@ def tie_order(item_code: np.ndarray, ties: str) -> np.ndarray:
     return np.arange(len(item_code))
 
 
+RARE = 10  # a target seen fewer times than this in training counts as rare
+
+
 def statistics(data: SequenceData) -> dict[str, float]:
-    """The protocol's statistics table for one dataset."""
+    """The protocol's statistics table for one dataset, with how often the validation and
+    test targets occur in the training part (a later target is often a newer, rarer item)."""
     lengths = data.lengths
+    in_train = np.ones(len(data.items), dtype=bool)
+    in_train[data.offsets[1:] - 1] = False  # test targets
+    in_train[data.offsets[1:] - 2] = False  # validation targets
+    counts = np.bincount(data.items[in_train], minlength=data.num_items + 1)
+    valid_counts = counts[data.items[data.offsets[1:] - 2]]
+    test_counts = counts[data.items[data.offsets[1:] - 1]]
     return {
         "users": data.num_users,
         "items": data.num_items,
@@ -221,4 +231,8 @@ def statistics(data: SequenceData) -> dict[str, float]:
         "max_length": int(lengths.max()),
         "density": data.num_interactions / (data.num_users * data.num_items),
         "train_targets": int((lengths - 3).sum()),
+        "valid_target_train_count_median": float(np.median(valid_counts)),
+        "test_target_train_count_median": float(np.median(test_counts)),
+        f"valid_targets_under_{RARE}_in_train": float((valid_counts < RARE).mean()),
+        f"test_targets_under_{RARE}_in_train": float((test_counts < RARE).mean()),
     }
