@@ -7,7 +7,8 @@ order does to the metrics of finished runs.
 
 The first form reads the raw log, applies the protocol's k-core filter and the
 chronological sort, and prints the share of a user's neighbouring interactions that share
-a timestamp, and the share of validation and test targets whose timestamp equals the one
+a timestamp, the share whose item id rises (one half when ties are in no particular
+order), and the share of validation and test targets whose timestamp equals the one
 before them (their place in the sequence is decided by the tie order, not by time). The
 second prints, per run directory, its ``data.ties`` and its best validation and test
 metrics, so runs that differ only in the tie order can be put side by side.
@@ -23,25 +24,29 @@ import numpy as np
 import yaml
 
 
-def tie_shares(dataset: str, data_dir: str | None) -> dict[str, float]:
+def tie_shares(dataset: str, data_dir: str | None) -> dict[str, object]:
     from hymoerec.data.protocol import _encode, k_core
     from hymoerec.data.registry import resolve
 
     log = resolve(dataset, data_dir).read()
-    if np.array_equal(log.timestamp, np.arange(len(log.timestamp))):
-        raise SystemExit(f"{dataset}: the file has no timestamps, only an order (no ties)")
     _, users = _encode(log.user)
     _, items = _encode(log.item)
     keep = k_core(users, items, 5, 5)
-    users, timestamp = users[keep], log.timestamp[keep]
+    users, items, timestamp = users[keep], items[keep], log.timestamp[keep]
     order = np.argsort(timestamp, kind="stable")
     order = order[np.argsort(users[order], kind="stable")]
-    users, timestamp = users[order], timestamp[order]
+    users, items, timestamp = users[order], items[order], timestamp[order]
     same_user = users[1:] == users[:-1]
+    # about one half when ties are in no particular order; near 1 when sorted by item id
+    rising = float((same_user & (items[1:] > items[:-1])).sum() / same_user.sum())
+    if np.array_equal(log.timestamp, np.arange(len(log.timestamp))):  # an order, no times
+        return {"interactions": len(users), "timestamps": False, "neighbours_rising_id": rising}
     tied = same_user & (timestamp[1:] == timestamp[:-1])  # tied[i]: row i + 1 ties row i
     last = np.flatnonzero(np.r_[users[1:] != users[:-1], True])  # each user's test target
     return {
         "interactions": len(users),
+        "timestamps": True,
+        "neighbours_rising_id": rising,
         "neighbours_tied": float(tied.sum() / same_user.sum()),
         "valid_targets_tied_with_previous": float(tied[last - 2].mean()),
         "test_targets_tied_with_previous": float(tied[last - 1].mean()),
