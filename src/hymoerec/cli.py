@@ -163,11 +163,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
         if args.model is not None:
             raise DataError("give either a run directory or --model, not both")
-        report = evaluate_run(Path(args.run_dir))
+        report = evaluate_run(Path(args.run_dir), args.exclude_history)
         if args.json:
             print(json.dumps(report, indent=2))
         else:
-            print(f"{args.run_dir}: full ranking, history items ranked")
+            kept = "excluded" if args.exclude_history else "ranked"
+            print(f"{args.run_dir}: full ranking, history items {kept}")
             print(_metrics_table(report, DEFAULT_METRICS))
         return
     from hymoerec.evaluation.baselines import BASELINES

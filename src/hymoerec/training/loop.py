@@ -108,6 +108,7 @@ def validate(
     config: TrainConfig,
     device: torch.device,
     progress: bool = False,
+    exclude_history: bool = False,
 ) -> RankingResult:
     model.eval()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -117,6 +118,7 @@ def validate(
             split,
             max_len,
             config.eval_batch_size,
+            exclude_history=exclude_history,
             device=device,
             progress=progress,
             item_chunk=config.eval_item_chunk,

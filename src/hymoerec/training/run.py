@@ -250,14 +250,18 @@ def load_run(run_dir: Path) -> tuple[RunConfig, SequentialModel, Source, Sequenc
     return config, model, source, data
 
 
-def evaluate_run(run_dir: Path) -> dict[str, dict[str, float]]:
+def evaluate_run(run_dir: Path, exclude_history: bool = False) -> dict[str, dict[str, float]]:
+    """Re-score a finished run on validation and test; with ``exclude_history`` the items
+    of each user's history are taken out of the ranking (the paper's protocol keeps them)."""
     config, model, source, data = load_run(run_dir)
     device = resolve_device(config.train.device)
     model.to(device)
     max_len = history_length(config, source)
     begin = time.perf_counter()
     report = {
-        split: validate(model, data, split, max_len, config.train, device).summary()
+        split: validate(
+            model, data, split, max_len, config.train, device, exclude_history=exclude_history
+        ).summary()
         for split in ("valid", "test")
     }
     report["seconds"] = {"total": time.perf_counter() - begin}
