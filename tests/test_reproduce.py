@@ -51,13 +51,32 @@ def test_reproduce_records_runs_then_skips_them(
     assert len(ranks) == main_run["users"] == 943
     assert ((ranks > 0).mean()) == main_run["test"]["HR@10"]
     assert not main_run["capped"] and main_run["stopped"] == "epochs"
+    excluded = main_run["test_history_excluded"]
+    assert excluded["HR@10"] >= main_run["test"]["HR@10"]  # fewer items can only lift ranks
+
+    # a record written without the history-excluded figures gets them from its run
+    path = results / "ml-100k--e4-k1--seed7.json"
+    stripped = {k: v for k, v in ablation.items() if k not in reproduce.EXCLUDED}
+    reproduce.write_json(path, stripped)
+    rescore = ["results", "rescore", "--results", str(results), "--runs-dir"]
+    assert main([*rescore, str(tmp_path / "runs")]) == 0
+    assert "1 records re-scored" in capsys.readouterr().out
+    assert json.loads(path.read_text()) == ablation  # the same figures as at the run's end
+    reproduce.write_json(path, stripped)
+    assert main([*rescore, str(tmp_path / "elsewhere")]) == 0  # no run directory: untouched
+    assert "0 records re-scored" in capsys.readouterr().out
+    assert json.loads(path.read_text()) == stripped
+    reproduce.write_json(path, ablation)
 
     assert main(args) == 0  # everything recorded: nothing trains again
     assert "2 runs planned, 2 already recorded" in capsys.readouterr().out
     out = tmp_path / "results.md"
     render = ["results", "render", "--results", str(results), "--out", str(out)]
     assert main([*render, "--ablations", str(configs / "ablations.yaml")]) == 0
-    assert "| e4-k1 | top-1 | 1 |" in out.read_text()
+    text = out.read_text()
+    assert "| e4-k1 | top-1 | 1 |" in text
+    history_excluded = text.split("### ml-100k, history excluded")[1]
+    assert f"| HyMoERec | 1 | {excluded['HR@5']:.4f} | n/g |" in history_excluded
 
 
 def test_code_version_names_the_checkout() -> None:

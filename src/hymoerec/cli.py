@@ -357,6 +357,14 @@ def cmd_results_render(args: argparse.Namespace) -> None:
     print(f"results document: {out}")
 
 
+def cmd_results_rescore(args: argparse.Namespace) -> None:
+    from hymoerec import reproduce
+
+    options = reproduce.ReproduceOptions(runs_dir=Path(args.runs_dir), results=Path(args.results))
+    rewritten = reproduce.rescore(options)
+    print(f"{len(rewritten)} records re-scored; render them with `hymoerec results render`")
+
+
 def cmd_analyze(args: argparse.Namespace) -> None:
     _require("matplotlib", "analysis")
     from hymoerec.analysis import analyze_run
@@ -566,6 +574,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="hand-written findings included in the document, when the file exists",
     )
     render.set_defaults(handler=cmd_results_render)
+    rescore = rs_commands.add_parser(
+        "rescore", help="add history-excluded metrics to records that lack them"
+    )
+    rescore.add_argument("--results", default="results", help="directory of run records")
+    rescore.add_argument("--runs-dir", default="runs/reproduce", help="their run directories")
+    rescore.set_defaults(handler=cmd_results_rescore)
 
     an = commands.add_parser("analyze", help="expert routing tables and figures of a MoE run")
     an.add_argument("run_dir", help="a run directory written by `hymoerec train`")
