@@ -65,16 +65,24 @@ def measure(model_name: str, dataset: str, data_dir: str, overrides: list[str]) 
     }
 
 
-def time_to_quality(run_dirs: list[Path], thresholds: tuple[float, ...] = (0.10, 0.15)) -> None:
+def time_to_quality(
+    run_dirs: list[Path], thresholds: tuple[float, ...] = (0.10, 0.15), split: str = "valid"
+) -> None:
     """Per run: wall seconds and epochs to each validation NDCG@10 threshold, best value.
 
     Wall seconds include validation and whatever else ran on the machine at the time;
-    epochs do not depend on the machine (multiply by the benchmark's s/epoch).
+    epochs do not depend on the machine (multiply by the benchmark's s/epoch). ``split``
+    "valid_history_excluded" reads the rankings with the history taken out, which runs
+    log with ``train.valid_history_excluded=true``.
     """
     header = " | ".join(f"s (epoch) to {t:.2f}" for t in thresholds)
     print(f"{'run':<40} | {'model':<10} | {header} | best NDCG@10 (epoch) | epochs")
     for run in run_dirs:
-        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        records = [{**r, "valid": r[split]} for r in map(json.loads, lines) if r.get(split)]
+        if not records:
+            print(f"{run.name:<40} | no {split} metrics in metrics.jsonl")
+            continue
         model = yaml.safe_load((run / "config.yaml").read_text())["model"]
         reached = []
         for threshold in thresholds:
@@ -101,11 +109,18 @@ def main() -> None:
     parser.add_argument(
         "--thresholds", default="0.10,0.15", help="validation NDCG@10 levels for --runs"
     )
+    parser.add_argument(
+        "--split",
+        default="valid",
+        choices=["valid", "valid_history_excluded"],
+        help="which validation ranking --runs reads",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.runs:
-        time_to_quality(args.runs, tuple(float(t) for t in args.thresholds.split(",")))
+        thresholds = tuple(float(t) for t in args.thresholds.split(","))
+        time_to_quality(args.runs, thresholds, args.split)
         return
     if args.child:
         print(json.dumps(measure(args.child, args.dataset, args.data_dir, args.set)))

@@ -60,6 +60,9 @@ class TrainConfig:
     bf16: bool = False  # bfloat16 autocast for the forward pass
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    # also rank validation with each user's history excluded, every epoch (metrics.jsonl
+    # "valid_history_excluded"); model selection stays on the paper's ranking ("valid")
+    valid_history_excluded: bool = False
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "eval_batch_size", "patience", "negatives")

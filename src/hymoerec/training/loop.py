@@ -89,6 +89,7 @@ class EpochRecord:
     elapsed: float  # wall seconds since training began, validation included
     alpha: list[float] = field(default_factory=list)
     expert_share: list[list[float]] = field(default_factory=list)  # per MoE layer
+    valid_history_excluded: dict[str, float] = field(default_factory=dict)  # when asked for
 
 
 @dataclass
@@ -316,6 +317,11 @@ def fit(
                 break
             continue
         valid = validate(model, data, "valid", max_len, config, device).summary()
+        excluded = {}
+        if config.valid_history_excluded:
+            excluded = validate(
+                model, data, "valid", max_len, config, device, exclude_history=True
+            ).summary()
         scale = fusion_scale(model, trainer.step)
         record = EpochRecord(
             epoch=epoch,
@@ -326,6 +332,7 @@ def fit(
             targets_per_second=stats.targets / stats.seconds,
             valid=valid,
             elapsed=time.perf_counter() - began,
+            valid_history_excluded=excluded,
             **_router_summary(model, data, max_len, device, scale),
         )
         history.append(record)
