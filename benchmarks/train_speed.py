@@ -9,8 +9,9 @@ epoch through the library's Trainer (all positions, every training target), then
 ranking of every user's validation target. ``--set`` overrides TrainConfig fields, to
 show what each speed-up contributes.
 
-Time to quality comes from finished runs instead: ``--runs DIR [DIR ...]`` reads their
-metrics.jsonl and prints the wall time to validation NDCG@10 of 0.10 and 0.15.
+Time to quality comes from finished runs instead: ``--runs RUN [RUN ...]`` reads each run
+directory's metrics.jsonl, or the per-epoch curves of a ``hymoerec reproduce`` record
+(results/*.json), and prints the wall time to validation NDCG@10 of 0.10 and 0.15.
 """
 
 from __future__ import annotations
@@ -65,36 +66,61 @@ def measure(model_name: str, dataset: str, data_dir: str, overrides: list[str]) 
     }
 
 
+def curve(run: Path, split: str) -> tuple[str, list[tuple[int, float, float]], bool] | None:
+    """(model, [(epoch, wall seconds, validation NDCG@10)], estimated) of a run directory or
+    of a ``hymoerec reproduce`` record (results/*.json), None when the split was not logged.
+    Records written before ``elapsed_by_epoch`` existed give the seconds as epoch x their mean
+    epoch time, flagged as estimated."""
+    if run.suffix == ".json":
+        record = json.loads(run.read_text())
+        key = "valid_ndcg10_by_epoch" if split == "valid" else f"{split}_ndcg10_by_epoch"
+        if key not in record:
+            return None
+        values = record[key]
+        estimated = "elapsed_by_epoch" not in record
+        per_epoch = record["train_seconds"] / record["epochs_run"]
+        seconds = [e * per_epoch for e in range(1, len(values) + 1)]
+        elapsed = seconds if estimated else record["elapsed_by_epoch"]
+        points = [(e + 1, elapsed[e], v) for e, v in enumerate(values)]
+        return record["model"], points, estimated
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    logged = [r for r in map(json.loads, lines) if r.get(split)]
+    if not logged:
+        return None
+    model = yaml.safe_load((run / "config.yaml").read_text())["model"]
+    return model, [(r["epoch"], r["elapsed"], r[split]["NDCG@10"]) for r in logged], False
+
+
 def time_to_quality(
-    run_dirs: list[Path], thresholds: tuple[float, ...] = (0.10, 0.15), split: str = "valid"
+    runs: list[Path], thresholds: tuple[float, ...] = (0.10, 0.15), split: str = "valid"
 ) -> None:
     """Per run: wall seconds and epochs to each validation NDCG@10 threshold, best value.
 
     Wall seconds include validation and whatever else ran on the machine at the time;
     epochs do not depend on the machine (multiply by the benchmark's s/epoch). ``split``
     "valid_history_excluded" reads the rankings with the history taken out, which runs
-    log with ``train.valid_history_excluded=true``.
+    log with ``train.valid_history_excluded=true``. A run is a run directory or its record.
     """
     header = " | ".join(f"s (epoch) to {t:.2f}" for t in thresholds)
     print(f"{'run':<40} | {'model':<10} | {header} | best NDCG@10 (epoch) | epochs")
-    for run in run_dirs:
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-        records = [{**r, "valid": r[split]} for r in map(json.loads, lines) if r.get(split)]
-        if not records:
-            print(f"{run.name:<40} | no {split} metrics in metrics.jsonl")
+    for run in runs:
+        found = curve(run, split)
+        name = run.stem if run.suffix == ".json" else run.name
+        if found is None:
+            print(f"{name:<40} | no {split} NDCG@10 per epoch")
             continue
-        model = yaml.safe_load((run / "config.yaml").read_text())["model"]
+        model, points, estimated = found
+        mark = "~" if estimated else ""
         reached = []
         for threshold in thresholds:
-            hit = next((r for r in records if r["valid"]["NDCG@10"] >= threshold), None)
-            cell = f"{hit['elapsed']:.0f} ({hit['epoch']})" if hit is not None else "never"
+            hit = next((p for p in points if p[2] >= threshold), None)
+            cell = f"{mark}{hit[1]:.0f} ({hit[0]})" if hit is not None else "never"
             reached.append(f"{cell:>{len('s (epoch) to 0.00')}}")
-        best = max(records, key=lambda r: r["valid"]["NDCG@10"])
-        best_cell = f"{best['valid']['NDCG@10']:.4f} ({best['epoch']})"
-        print(
-            f"{run.name:<40} | {model:<10} | {' | '.join(reached)} | {best_cell:>20} | "
-            f"{len(records)}"
-        )
+        best = max(points, key=lambda p: p[2])
+        best_cell = f"{best[2]:.4f} ({best[0]})"
+        print(f"{name:<40} | {model:<10} | {' | '.join(reached)} | {best_cell:>20} | {len(points)}")
+    if any(found and found[2] for found in (curve(run, split) for run in runs)):
+        print("~ seconds estimated as epoch x the run's mean epoch time (record without times)")
 
 
 def main() -> None:
@@ -105,7 +131,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--models", nargs="+", default=["hymoerec", "mamba4rec", "sasrec"])
     parser.add_argument("--set", action="append", default=[], help="TrainConfig KEY=VALUE")
-    parser.add_argument("--runs", nargs="+", type=Path, help="print time to quality of runs")
+    parser.add_argument(
+        "--runs", nargs="+", type=Path, help="time to quality of run directories or records"
+    )
     parser.add_argument(
         "--thresholds", default="0.10,0.15", help="validation NDCG@10 levels for --runs"
     )

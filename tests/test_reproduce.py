@@ -53,10 +53,14 @@ def test_reproduce_records_runs_then_skips_them(
     assert not main_run["capped"] and main_run["stopped"] == "epochs"
     excluded = main_run["test_history_excluded"]
     assert excluded["HR@10"] >= main_run["test"]["HR@10"]  # fewer items can only lift ranks
+    # one point per epoch, the wall time at the end of training
+    assert len(main_run["elapsed_by_epoch"]) == len(main_run["valid_ndcg10_by_epoch"]) == 1
+    assert main_run["elapsed_by_epoch"][-1] > 0 and main_run["train_seconds"] > 0
 
     # a record written without the history-excluded figures gets them from its run
     path = results / "ml-100k--e4-k1--seed7.json"
-    stripped = {k: v for k, v in ablation.items() if k not in reproduce.EXCLUDED}
+    later = (*reproduce.EXCLUDED, "elapsed_by_epoch")  # fields newer than the first records
+    stripped = {k: v for k, v in ablation.items() if k not in later}
     reproduce.write_json(path, stripped)
     rescore = ["results", "rescore", "--results", str(results), "--runs-dir"]
     assert main([*rescore, str(tmp_path / "runs")]) == 0

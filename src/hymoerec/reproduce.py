@@ -175,27 +175,46 @@ def history_excluded(directory: Path) -> dict[str, dict[str, float]]:
 
 
 def rescore(options: ReproduceOptions) -> list[Path]:
-    """Add the history-excluded metrics to every record that lacks them, from its run
-    directory; returns the records rewritten. A record whose run directory is gone is
-    reported, not guessed."""
+    """Add the history-excluded metrics and the per-epoch curves to every record that lacks
+    them, from its run directory; returns the records rewritten. A record whose run
+    directory is gone is reported, not guessed."""
     rewritten = []
     for path in sorted(options.results.glob("*.json")):
         record = json.loads(path.read_text())
-        if all(key in record for key in EXCLUDED):
+        scored = all(key in record for key in EXCLUDED)
+        if scored and "elapsed_by_epoch" in record:
             continue
         directory = options.runs_dir / record["key"]
         if not (directory / "final.json").is_file():
             log.warning("%s: no finished run in %s to re-score, left as it is", path, directory)
             continue
-        record.update(history_excluded(directory))
+        if not scored:
+            record.update(history_excluded(directory))
+        record.update(curves(directory))
         write_json(path, record)
-        log.info("%s: history-excluded metrics added", path)
+        log.info("%s: history-excluded metrics and curves added", path)
         rewritten.append(path)
     return rewritten
 
 
 def encode_ranks(ranks: np.ndarray) -> str:
     return "".join(RANK_CODE[r - 1] if r <= len(RANK_CODE) else OUTSIDE for r in ranks.tolist())
+
+
+def curves(directory: Path) -> dict[str, list[float]]:
+    """Per epoch: validation NDCG@10, wall seconds since training began (validation and
+    earlier attempts of a resumed run included) and, when the run logged it, validation
+    NDCG@10 with the history excluded; enough for time to quality once the run is gone."""
+    lines = (directory / "metrics.jsonl").read_text().splitlines()
+    epochs = [json.loads(line) for line in lines]
+    result = {
+        "valid_ndcg10_by_epoch": [round(e["valid"]["NDCG@10"], 5) for e in epochs],
+        "elapsed_by_epoch": [round(e["elapsed"], 1) for e in epochs],
+    }
+    if epochs and all(e.get(EXCLUDED[0]) for e in epochs):
+        excluded = [round(e[EXCLUDED[0]]["NDCG@10"], 5) for e in epochs]
+        result[f"{EXCLUDED[0]}_ndcg10_by_epoch"] = excluded
+    return result
 
 
 def decode_ranks(code: str) -> np.ndarray:
@@ -212,8 +231,6 @@ def make_record(
 
     final = json.loads((directory / "final.json").read_text())
     config = yaml.safe_load((directory / "config.yaml").read_text())
-    lines = (directory / "metrics.jsonl").read_text().splitlines()
-    epochs = [json.loads(line) for line in lines]
     ranks = np.load(directory / TEST_RANKS)
     return {
         "format": RECORD_FORMAT,
@@ -235,7 +252,7 @@ def make_record(
         "stopped": final["stopped"],
         "max_minutes": config["train"]["max_minutes"],
         "capped": final["stopped"].startswith("time budget"),
-        "valid_ndcg10_by_epoch": [round(e["valid"]["NDCG@10"], 5) for e in epochs],
+        **curves(directory),
         "train_seconds": final["train_seconds"],
         "machine": machine(config["train"]["device"]),
         "code": code or code_version(),
