@@ -13,7 +13,7 @@ from hymoerec.data.interactions import Interactions
 from hymoerec.data.protocol import ProtocolConfig, SequenceData, apply_protocol
 from hymoerec.models import build_model
 from hymoerec.training.batches import BatchSampler
-from hymoerec.training.distributed import World
+from hymoerec.training.distributed import World, shutdown
 from hymoerec.training.loop import Trainer, seed_everything
 from tests.models.tiny import TINY
 
@@ -56,7 +56,7 @@ def _worker(rank: int, out: str, config: TrainConfig, model_name: str) -> None:
     state = trained(World(rank, WORLD, rank), config, model_name, epochs=2)
     if rank == 0:
         torch.save(state, out)
-    torch.distributed.destroy_process_group()
+    shutdown(World(rank, WORLD, rank))
 
 
 def free_port() -> int:

@@ -65,7 +65,9 @@ def barrier(world: World) -> None:
 
 
 def shutdown(world: World) -> None:
+    """Leave together: a gloo rank torn down while its peer still talks can abort."""
     if world.distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
