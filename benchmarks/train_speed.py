@@ -103,6 +103,7 @@ def time_to_quality(
     """
     header = " | ".join(f"s (epoch) to {t:.2f}" for t in thresholds)
     print(f"{'run':<40} | {'model':<10} | {header} | best NDCG@10 (epoch) | epochs")
+    any_estimated = False
     for run in runs:
         found = curve(run, split)
         name = run.stem if run.suffix == ".json" else run.name
@@ -110,6 +111,7 @@ def time_to_quality(
             print(f"{name:<40} | no {split} NDCG@10 per epoch")
             continue
         model, points, estimated = found
+        any_estimated |= estimated
         mark = "~" if estimated else ""
         reached = []
         for threshold in thresholds:
@@ -119,7 +121,7 @@ def time_to_quality(
         best = max(points, key=lambda p: p[2])
         best_cell = f"{best[2]:.4f} ({best[0]})"
         print(f"{name:<40} | {model:<10} | {' | '.join(reached)} | {best_cell:>20} | {len(points)}")
-    if any(found and found[2] for found in (curve(run, split) for run in runs)):
+    if any_estimated:
         print("~ seconds estimated as epoch x the run's mean epoch time (record without times)")
 
 
