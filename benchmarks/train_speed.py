@@ -79,8 +79,9 @@ def curve(run: Path, split: str) -> tuple[str, list[tuple[int, float, float]], b
         values = record[key]
         estimated = "elapsed_by_epoch" not in record
         per_epoch = record["train_seconds"] / record["epochs_run"]
-        seconds = [e * per_epoch for e in range(1, len(values) + 1)]
-        elapsed = seconds if estimated else record["elapsed_by_epoch"]
+        elapsed = record.get("elapsed_by_epoch") or [
+            e * per_epoch for e in range(1, len(values) + 1)
+        ]
         points = [(e + 1, elapsed[e], v) for e, v in enumerate(values)]
         return record["model"], points, estimated
     lines = (run / "metrics.jsonl").read_text().splitlines()
