@@ -4,8 +4,11 @@ results document needs, recorded runs skipped, the document rendered from the re
 import json
 from pathlib import Path
 
+import pytest
+
 from hymoerec import reproduce
 from hymoerec.cli import main
+from hymoerec.config import ConfigError
 from hymoerec.reproduce import decode_ranks
 
 TINY_CONFIG = """model: hymoerec
@@ -86,3 +89,19 @@ def test_reproduce_records_runs_then_skips_them(
 def test_code_version_names_the_checkout() -> None:
     code = reproduce.code_version()
     assert len(code["commit"]) == 40 or code == {"commit": "unknown", "dirty": None}
+
+
+def test_ablations_file_names_its_comparisons_and_rejects_bad_entries(tmp_path: Path) -> None:
+    shipped = reproduce.load_ablations(Path(__file__).parents[1] / "configs" / "ablations.yaml")
+    assert shipped["sasrec-hymoe"].compare == "sasrec"  # measured against its own backbone
+    assert shipped["no-balance"].compare == "hymoerec"  # the default
+    path = tmp_path / "ablations.yaml"
+    for entry, problem in [
+        ("{about: x, base: hymoerec}", "needs about, base and set"),
+        ("{about: x, base: hymoerec, set: [], sets: []}", "needs about, base and set"),
+        ("{about: x, base: mamba, set: []}", "unknown base 'mamba'"),
+        ("{about: x, base: sasrec, set: [], compare: sas}", "unknown compare 'sas'"),
+    ]:
+        path.write_text(f"odd: {entry}\n")
+        with pytest.raises(ConfigError, match=problem):
+            reproduce.load_ablations(path)

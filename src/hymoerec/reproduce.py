@@ -43,6 +43,7 @@ class Ablation:
     about: str  # one line for the results table
     base: str  # the model whose dataset config it starts from
     overrides: tuple[str, ...]  # --set strings applied on top
+    compare: str = "hymoerec"  # the model the results table measures it against
 
 
 def load_ablations(path: Path) -> dict[str, Ablation]:
@@ -51,12 +52,22 @@ def load_ablations(path: Path) -> dict[str, Ablation]:
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"ablations file {path}: {error}") from None
     ablations = {}
+    required, optional = {"about", "base", "set"}, {"compare"}
     for name, entry in raw.items():
-        if not isinstance(entry, dict) or set(entry) != {"about", "base", "set"}:
-            raise ConfigError(f"{path}: ablation {name!r} needs exactly about, base and set")
-        if entry["base"] not in MODELS:
-            raise ConfigError(f"{path}: ablation {name!r} has unknown base {entry['base']!r}")
-        ablations[name] = Ablation(name, entry["about"], entry["base"], tuple(entry["set"]))
+        if not isinstance(entry, dict) or not required <= set(entry) <= required | optional:
+            raise ConfigError(
+                f"{path}: ablation {name!r} needs about, base and set (compare is optional)"
+            )
+        for key in ("base", "compare"):
+            if entry.get(key, "hymoerec") not in MODELS:
+                raise ConfigError(f"{path}: ablation {name!r} has unknown {key} {entry[key]!r}")
+        ablations[name] = Ablation(
+            name,
+            entry["about"],
+            entry["base"],
+            tuple(entry["set"]),
+            entry.get("compare", "hymoerec"),
+        )
     return ablations
 
 
