@@ -205,7 +205,9 @@ def ablation_section(
     """One row per variant; each is measured against the model its config names (HyMoERec,
     unless the variant changes the backbone too)."""
     rows = []
-    variants = [("HyMoERec (full)", "the paper's model", "hymoerec", None)]
+    variants: list[tuple[str, str, str, str | None]] = [
+        ("HyMoERec (full)", "the paper's model", "hymoerec", None)
+    ]
     for ablation in ablations:
         name = ablation.name if ablation.overrides else ablation.base
         variants.append((ablation.name, ablation.about, name, ablation.compare))
