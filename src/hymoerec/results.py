@@ -214,10 +214,12 @@ def ablation_section(
     for label, about, name, compare in variants:
         runs = _select(records, dataset, name)
         ndcg, hit = summarise(runs, "NDCG@10"), summarise(runs, "HR@10")
-        reference = summarise(_select(records, dataset, compare), "NDCG@10") if compare else None
         delta = ""
-        if ndcg is not None and reference is not None:
-            delta = f"{relative_difference(ndcg.mean, reference.mean)} vs {MODEL_LABELS[compare]}"
+        if compare is not None and ndcg is not None:
+            reference = summarise(_select(records, dataset, compare), "NDCG@10")
+            if reference is not None:
+                difference = relative_difference(ndcg.mean, reference.mean)
+                delta = f"{difference} vs {MODEL_LABELS[compare]}"
         rows.append(
             [
                 label,
