@@ -58,16 +58,11 @@ def load_ablations(path: Path) -> dict[str, Ablation]:
             raise ConfigError(
                 f"{path}: ablation {name!r} needs about, base and set (compare is optional)"
             )
-        for key in ("base", "compare"):
-            if entry.get(key, "hymoerec") not in MODELS:
-                raise ConfigError(f"{path}: ablation {name!r} has unknown {key} {entry[key]!r}")
-        ablations[name] = Ablation(
-            name,
-            entry["about"],
-            entry["base"],
-            tuple(entry["set"]),
-            entry.get("compare", "hymoerec"),
-        )
+        base, compare = entry["base"], entry.get("compare", Ablation.compare)
+        for key, model in (("base", base), ("compare", compare)):
+            if model not in MODELS:
+                raise ConfigError(f"{path}: ablation {name!r} has unknown {key} {model!r}")
+        ablations[name] = Ablation(name, entry["about"], base, tuple(entry["set"]), compare)
     return ablations
 
 
