@@ -161,3 +161,40 @@ def test_last_position_shortcut_equals_full_forward(name: str) -> None:
     lengths = torch.tensor([3, 5, 1])
     full = model(items).hidden[torch.arange(3), lengths - 1]
     torch.testing.assert_close(model.next_item_hidden(items, lengths), full)
+
+
+def test_narm_equals_its_equations_prefix_by_prefix() -> None:
+    """Every position j against NARM written out for the prefix 0..j alone, gradients too,
+    over more positions than one query chunk so that the per-chunk key cut is exercised."""
+    torch.manual_seed(0)
+    model = build_model("narm", {"hidden_size": 16, "embedding_size": 8}, NUM_ITEMS).eval()
+    lengths = [70, 41, 1]
+    items = right_padded(lengths, 70)
+
+    def reference() -> torch.Tensor:
+        states, _ = model.gru(model.item_embedding(items))  # (B, L, H)
+        rows = []
+        for b, n in enumerate(lengths):
+            for j in range(n):
+                h = states[b, : j + 1]  # the prefix's GRU states
+                alpha = model.v_t(torch.sigmoid(model.a_1(h) + model.a_2(states[b, j])))
+                c_local = (alpha * h).sum(0)
+                rows.append(model.b(torch.cat([c_local, states[b, j]])))
+        return torch.stack(rows)
+
+    real = items != 0
+    hidden = model(items).hidden[real]  # positions in the order of the loop above
+    expected = reference()
+    torch.testing.assert_close(hidden, expected, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(expected)
+    ours = torch.autograd.grad((hidden * weights).sum(), [model.a_1.weight, model.gru.weight_hh_l0])
+    theirs = torch.autograd.grad(
+        (expected * weights).sum(), [model.a_1.weight, model.gru.weight_hh_l0]
+    )
+    for g, g_ref in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(g, g_ref, atol=1e-4, rtol=1e-4)
+    lengths_t = torch.tensor(lengths)
+    torch.testing.assert_close(
+        model.next_item_hidden(items, lengths_t),
+        model(items).hidden[torch.arange(3), lengths_t - 1],
+    )
