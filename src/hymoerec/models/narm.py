@@ -84,10 +84,11 @@ class NARM(SequentialModel):
         query = self.a_2(c_global)  # (B, Q, H)
         position = torch.arange(items.size(1), device=items.device)
         visible = (position <= queries[..., None]) & (items != 0)[:, None]  # (B, Q, L)
+        furthest = queries.amax(dim=0).tolist()  # one device sync for all the chunks
         chunks = []
         for s in range(0, queries.size(1), QUERY_CHUNK):
             # Keys after the chunk's furthest prefix are masked out: leave them out.
-            seen = int(queries[:, s : s + QUERY_CHUNK].max()) + 1
+            seen = max(furthest[s : s + QUERY_CHUNK]) + 1
             args = (
                 keys[:, :seen],
                 states[:, :seen],
