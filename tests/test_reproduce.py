@@ -2,6 +2,7 @@
 results document needs, recorded runs skipped, the document rendered from the records."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from hymoerec import reproduce
 from hymoerec.cli import main
 from hymoerec.config import ConfigError
 from hymoerec.reproduce import decode_ranks
+from hymoerec.training.checkpoint import CHECKPOINT
 
 TINY_CONFIG = """model: hymoerec
 dataset: ml-100k
@@ -84,6 +86,30 @@ def test_reproduce_records_runs_then_skips_them(
     assert "| e4-k1 | top-1 | 1 |" in text
     history_excluded = text.split("### ml-100k, history excluded")[1]
     assert f"| HyMoERec | 1 | {excluded['HR@5']:.4f} | n/g |" in history_excluded
+
+    # --dry-run says where each run stands, from what is on disk
+    assert main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"ml-100k--hymoerec--seed7 +done ", out)
+    assert re.search(r"ml-100k--e4-k1--seed7 +done ", out)
+    (results / "ml-100k--hymoerec--seed7.json").unlink()  # trained, its record not written
+    key = "ml-100k--e4-k1--seed7"
+    (results / f"{key}.json").unlink()
+    partial = tmp_path / "runs" / f"{key}.partial"
+    (tmp_path / "runs" / key).rename(partial)  # as if interrupted after a second epoch
+    first = json.loads((partial / "metrics.jsonl").read_text())
+    second = {**first, "epoch": 2, "valid": {**first["valid"], "NDCG@10": 0.5}, "elapsed": 7200}
+    (partial / "metrics.jsonl").write_text(f"{json.dumps(first)}\n{json.dumps(second)}\n")
+    (partial / CHECKPOINT).write_bytes(b"")
+    assert main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs planned, 0 already recorded" in out
+    assert re.search(r"ml-100k--hymoerec--seed7 +trained ", out)
+    assert re.search(r"ml-100k--e4-k1--seed7 +resume ", out)
+    assert "2 epochs logged, best valid NDCG@10 0.5000 at epoch 2, 2.0 h so far" in out
+    (partial / CHECKPOINT).unlink()  # killed before its first checkpoint: it starts afresh
+    assert main([*args, "--dry-run"]) == 0
+    assert re.search(r"ml-100k--e4-k1--seed7 +to run ", capsys.readouterr().out)
 
 
 def test_code_version_names_the_checkout() -> None:

@@ -336,9 +336,11 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     print(f"{len(plan)} runs planned, {len(done)} already recorded in {options.results}/")
     if args.dry_run:
         for run in plan:
-            state = "done" if run in done else "to run"
+            state, detail = reproduce.standing(run, options)
             config = options.configs / f"{run.dataset}-{run.model}.yaml"
             print(f"  {run.key:45} {state:7} {config} {' '.join(run.overrides)}")
+            if detail:
+                print(f"  {'':45} {detail}")
         return
     written = reproduce.execute(plan, options, progress=not args.quiet)
     print(f"{len(written)} new records; render them with `hymoerec results render`")
@@ -553,7 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-minutes", type=float, default=0.0, help="training cap per run; 0 = none (paper)"
     )
     rp.add_argument("--device", help="override train.device of the configs (cpu, cuda)")
-    rp.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    rp.add_argument(
+        "--dry-run", action="store_true", help="print the plan and how far each run has got"
+    )
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
     rp.set_defaults(handler=cmd_reproduce)
 

@@ -168,6 +168,31 @@ def execute(plan: Sequence[PlannedRun], options: ReproduceOptions, progress: boo
     return written
 
 
+def standing(run: PlannedRun, options: ReproduceOptions) -> tuple[str, str]:
+    """Where ``run`` stands on disk: a one-word state for the plan's listing and, for a run
+    that will resume, how far it got (epochs of its last checkpoint, best validation)."""
+    from hymoerec.training.checkpoint import CHECKPOINT
+    from hymoerec.training.run import partial_dir
+
+    if record_path(run, options).is_file():
+        return "done", ""
+    directory = run_dir(run, options)
+    if (directory / "final.json").is_file():
+        return "trained", "finished training; the next run of the plan writes its record"
+    partial = partial_dir(directory)
+    if not (partial / CHECKPOINT).is_file():
+        return "to run", ""
+    lines = (partial / "metrics.jsonl").read_text().splitlines()
+    epochs = [json.loads(line) for line in lines if line.strip()]
+    if not epochs:
+        return "resume", "a checkpoint, no epoch logged yet"
+    best = max(epochs, key=lambda epoch: epoch["valid"]["NDCG@10"])
+    return "resume", (
+        f"{len(epochs)} epochs logged, best valid NDCG@10 {best['valid']['NDCG@10']:.4f}"
+        f" at epoch {best['epoch']}, {epochs[-1]['elapsed'] / 3600:.1f} h so far"
+    )
+
+
 # Metrics of the same best weights with each user's history taken out of the ranking, the
 # protocol of many published pipelines (RecBole's sequential full sort keeps the history).
 EXCLUDED = ("valid_history_excluded", "test_history_excluded")
