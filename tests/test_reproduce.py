@@ -99,7 +99,8 @@ def test_reproduce_records_runs_then_skips_them(
     (tmp_path / "runs" / key).rename(partial)  # as if interrupted after a second epoch
     first = json.loads((partial / "metrics.jsonl").read_text())
     second = {**first, "epoch": 2, "valid": {**first["valid"], "NDCG@10": 0.5}, "elapsed": 7200}
-    (partial / "metrics.jsonl").write_text(f"{json.dumps(first)}\n{json.dumps(second)}\n")
+    cut = json.dumps({**second, "epoch": 3})[:40]  # killed while it wrote a third line
+    (partial / "metrics.jsonl").write_text(f"{json.dumps(first)}\n{json.dumps(second)}\n{cut}")
     (partial / CHECKPOINT).write_bytes(b"")
     assert main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out

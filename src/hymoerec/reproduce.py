@@ -170,7 +170,7 @@ def execute(plan: Sequence[PlannedRun], options: ReproduceOptions, progress: boo
 
 def standing(run: PlannedRun, options: ReproduceOptions) -> tuple[str, str]:
     """Where ``run`` stands on disk: a one-word state for the plan's listing and, for a run
-    that will resume, how far it got (epochs of its last checkpoint, best validation)."""
+    that will resume, how far it got (epochs logged, best validation, hours spent)."""
     from hymoerec.training.checkpoint import CHECKPOINT
     from hymoerec.training.run import partial_dir
 
@@ -182,8 +182,12 @@ def standing(run: PlannedRun, options: ReproduceOptions) -> tuple[str, str]:
     partial = partial_dir(directory)
     if not (partial / CHECKPOINT).is_file():
         return "to run", ""
-    lines = (partial / "metrics.jsonl").read_text().splitlines()
-    epochs = [json.loads(line) for line in lines if line.strip()]
+    epochs = []
+    for line in (partial / "metrics.jsonl").read_text().splitlines():
+        try:
+            epochs.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill; the resume drops it
+            break
     if not epochs:
         return "resume", "a checkpoint, no epoch logged yet"
     best = max(epochs, key=lambda epoch: epoch["valid"]["NDCG@10"])
