@@ -178,7 +178,7 @@ def standing(run: PlannedRun, options: ReproduceOptions) -> tuple[str, str]:
         return "done", ""
     directory = run_dir(run, options)
     if (directory / "final.json").is_file():
-        return "trained", "finished training; the next run of the plan writes its record"
+        return "trained", "finished training; the next `hymoerec reproduce` writes its record"
     partial = partial_dir(directory)
     if not (partial / CHECKPOINT).is_file():
         return "to run", ""
