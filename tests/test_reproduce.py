@@ -2,7 +2,10 @@
 results document needs, recorded runs skipped, the document rendered from the records."""
 
 import json
+import logging
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,3 +135,63 @@ def test_ablations_file_names_its_comparisons_and_rejects_bad_entries(tmp_path: 
         path.write_text(f"odd: {entry}\n")
         with pytest.raises(ConfigError, match=problem):
             reproduce.load_ablations(path)
+
+
+def test_a_run_another_process_is_training_is_passed_over(tmp_path: Path, capsys, caplog) -> None:  # type: ignore[no-untyped-def]
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "ml-100k-hymoerec.yaml").write_text(TINY_CONFIG)
+    (configs / "ablations.yaml").write_text("{}\n")
+    runs = tmp_path / "runs"
+    args = ["reproduce", "--datasets", "ml-100k", "--models", "hymoerec", "--seeds", "7,8"]
+    args += ["--ablations", "none", "--configs", str(configs), "--runs-dir", str(runs)]
+    args += ["--results", str(tmp_path / "results"), "--quiet"]
+    key, other = "ml-100k--hymoerec--seed7", "ml-100k--hymoerec--seed8"
+    runs.mkdir()
+    holder = subprocess.Popen(  # other workers of the same plan, training both runs
+        [sys.executable, "-c", HOLD_LOCK, *(str(runs / f"{k}.lock") for k in (key, other))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert main([*args, "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert re.search(rf"{key} +running ", out) and "no checkpoint yet" in out
+        partial = runs / f"{key}.partial"
+        partial.mkdir()
+        epoch = {"epoch": 1, "valid": {"NDCG@10": 0.25}, "elapsed": 360}
+        (partial / "metrics.jsonl").write_text(json.dumps(epoch) + "\n")
+        (partial / CHECKPOINT).write_bytes(b"")
+        assert main([*args, "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert re.search(rf"{key} +running ", out)
+        assert "1 epochs logged, best valid NDCG@10 0.2500 at epoch 1, 0.1 h so far" in out
+
+        with caplog.at_level(logging.INFO, logger="hymoerec.reproduce"):
+            assert main(args) == 0  # no data needed: the run is passed over before loading
+        assert "0 new records" in capsys.readouterr().out
+        assert f"[1/2] {key}: another process is training it, skipped" in caplog.text
+        assert f"[2/2] {other}: another process is training it, skipped" in caplog.text
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="hymoerec.reproduce"):
+            assert main([*args, "--reverse"]) == 0  # the plan from its end
+        assert f"[1/2] {other}: another process" in caplog.text
+        assert f"[2/2] {key}: another process" in caplog.text
+        assert sorted(path.name for path in partial.iterdir()) == [CHECKPOINT, "metrics.jsonl"]
+    finally:
+        holder.kill()  # SIGKILL: the operating system drops the lock with the process
+        holder.wait()
+    assert main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"{key} +resume ", out) and re.search(rf"{other} +to run ", out)
+
+
+HOLD_LOCK = """import sys, time
+from filelock import FileLock
+locks = [FileLock(path, timeout=0) for path in sys.argv[1:]]
+for lock in locks:
+    lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""

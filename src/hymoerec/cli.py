@@ -342,7 +342,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
             if detail:
                 print(f"  {'':45} {detail}")
         return
-    written = reproduce.execute(plan, options, progress=not args.quiet)
+    order = plan[::-1] if args.reverse else plan
+    written = reproduce.execute(order, options, progress=not args.quiet)
     print(f"{len(written)} new records; render them with `hymoerec results render`")
 
 
@@ -557,6 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--device", help="override train.device of the configs (cpu, cuda)")
     rp.add_argument(
         "--dry-run", action="store_true", help="print the plan and how far each run has got"
+    )
+    rp.add_argument(
+        "--reverse",
+        action="store_true",
+        help="train the plan from its last run backwards (a second worker on the same plan)",
     )
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
     rp.set_defaults(handler=cmd_reproduce)

@@ -5,6 +5,12 @@ A run whose record exists is skipped; a run interrupted at any moment continues 
 last end-of-epoch checkpoint (``train(..., resume=True)``), so rerunning the same command
 after a crash, a reboot or ``kill -9`` finishes the plan with the results of an
 uninterrupted one. Records hold no weights; the run directories (``runs/``) stay out of git.
+
+Several ``hymoerec reproduce`` processes may work through the same plan at once (one per
+core or GPU, or one per machine over a shared file system): each run is trained under a
+lock file beside its directory, and a run locked by another process is passed over. The
+operating system drops the lock when its holder dies, ``kill -9`` included, so a run left
+behind by a dead process is taken up by the next one that reaches it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from filelock import FileLock, Timeout
 
 from hymoerec.config import ConfigError, RunConfig, load_run_config
 
@@ -147,23 +154,54 @@ def run_dir(run: PlannedRun, options: ReproduceOptions) -> Path:
     return options.runs_dir / run.key
 
 
+def lock_path(run: PlannedRun, options: ReproduceOptions) -> Path:
+    return options.runs_dir / f"{run.key}.lock"
+
+
+def locked_elsewhere(run: PlannedRun, options: ReproduceOptions) -> bool:
+    """Whether another process holds ``run``'s lock now, i.e. is training it."""
+    path = lock_path(run, options)
+    if not path.is_file():  # never taken: the lock file is made by its first holder
+        return False
+    try:
+        with FileLock(path, timeout=0):
+            return False
+    except Timeout:
+        return True
+
+
 def execute(plan: Sequence[PlannedRun], options: ReproduceOptions, progress: bool) -> list[Path]:
-    """Train every run of ``plan`` that has no record yet; returns the records written."""
+    """Train every run of ``plan`` that has no record yet and that no other process is
+    training; returns the records written."""
     from hymoerec.training.run import train
 
     code = code_version()  # the code this process imported, whatever is edited meanwhile
     written = []
     for number, run in enumerate(plan, start=1):
+        where = f"[{number}/{len(plan)}] {run.key}"
         path = record_path(run, options)
         if path.is_file():
-            log.info("[%d/%d] %s: recorded in %s, skipped", number, len(plan), run.key, path)
+            log.info("%s: recorded in %s, skipped", where, path)
             continue
-        directory = run_dir(run, options)
-        if not (directory / "final.json").is_file():  # a finished run only lacks its record
-            log.info("[%d/%d] %s: training into %s", number, len(plan), run.key, directory)
-            train(run_config(run, options), directory, progress, resume=True)
-        write_json(path, make_record(run, directory, code))
-        log.info("[%d/%d] %s: recorded in %s", number, len(plan), run.key, path)
+        options.runs_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_path(run, options), timeout=0)  # taken at once or not at all
+        try:
+            lock.acquire()
+        except Timeout:
+            log.info("%s: another process is training it, skipped", where)
+            continue
+        try:
+            if path.is_file():  # recorded by the process that held the lock until now
+                log.info("%s: recorded in %s, skipped", where, path)
+                continue
+            directory = run_dir(run, options)
+            if not (directory / "final.json").is_file():  # finished: only lacks its record
+                log.info("%s: training into %s", where, directory)
+                train(run_config(run, options), directory, progress, resume=True)
+            write_json(path, make_record(run, directory, code))
+        finally:
+            lock.release()
+        log.info("%s: recorded in %s", where, path)
         written.append(path)
     return written
 
@@ -176,22 +214,24 @@ def standing(run: PlannedRun, options: ReproduceOptions) -> tuple[str, str]:
 
     if record_path(run, options).is_file():
         return "done", ""
+    busy = locked_elsewhere(run, options)
     directory = run_dir(run, options)
     if (directory / "final.json").is_file():
         return "trained", "finished training; the next `hymoerec reproduce` writes its record"
     partial = partial_dir(directory)
     if not (partial / CHECKPOINT).is_file():
-        return "to run", ""
+        return ("running", "no checkpoint yet") if busy else ("to run", "")
     epochs = []
     for line in (partial / "metrics.jsonl").read_text().splitlines():
         try:
             epochs.append(json.loads(line))
         except json.JSONDecodeError:  # a line cut short by a kill; the resume drops it
             break
+    state = "running" if busy else "resume"
     if not epochs:
-        return "resume", "a checkpoint, no epoch logged yet"
+        return state, "a checkpoint, no epoch logged yet"
     best = max(epochs, key=lambda epoch: epoch["valid"]["NDCG@10"])
-    return "resume", (
+    return state, (
         f"{len(epochs)} epochs logged, best valid NDCG@10 {best['valid']['NDCG@10']:.4f}"
         f" at epoch {best['epoch']}, {epochs[-1]['elapsed'] / 3600:.1f} h so far"
     )
