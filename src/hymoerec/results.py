@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,14 @@ import numpy as np
 
 from hymoerec.data.errors import DataError
 from hymoerec.paper import paper_value
-from hymoerec.reproduce import DATASETS, MODELS, RECORD_FORMAT, Ablation, decode_ranks
+from hymoerec.reproduce import (
+    DATASETS,
+    EXCLUDED,
+    MODELS,
+    RECORD_FORMAT,
+    Ablation,
+    decode_ranks,
+)
 
 TABLE_METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
 DATASET_LABELS = {"ml-1m": "MovieLens-1M", "amazon-beauty": "Amazon Beauty"}
@@ -203,7 +211,8 @@ def ablation_section(
     records: Sequence[dict[str, Any]], dataset: str, ablations: Sequence[Ablation]
 ) -> list[str]:
     """One row per variant; each is measured against the model its config names (HyMoERec,
-    unless the variant changes the backbone too)."""
+    unless the variant changes the backbone too): relative NDCG@10 under both rankings and
+    the user-by-user Wilcoxon p of its per-user test NDCG@10 (history kept)."""
     rows = []
     variants: list[tuple[str, str, str, str | None]] = [
         ("HyMoERec (full)", "the paper's model", "hymoerec", None)
@@ -213,25 +222,49 @@ def ablation_section(
         variants.append((ablation.name, ablation.about, name, ablation.compare))
     for label, about, name, compare in variants:
         runs = _select(records, dataset, name)
-        ndcg, hit = summarise(runs, "NDCG@10"), summarise(runs, "HR@10")
-        delta = ""
-        if compare is not None and ndcg is not None:
-            reference = summarise(_select(records, dataset, compare), "NDCG@10")
-            if reference is not None:
-                difference = relative_difference(ndcg.mean, reference.mean)
-                delta = f"{difference} vs {MODEL_LABELS[compare]}"
-        rows.append(
-            [
-                label,
-                about,
-                str(len(runs)),
-                hit.cell() if hit else NO_RUNS,
-                ndcg.cell() if ndcg else NO_RUNS,
-                delta,
-            ]
-        )
+        reference = _select(records, dataset, compare) if compare is not None else []
+        hit = summarise(runs, "HR@10")
+        row = [label, about, str(len(runs)), hit.cell() if hit else NO_RUNS]
+        for split in ("test", EXCLUDED[1]):
+            row += _ndcg_cells(runs, split, reference, compare)
+        # same seeds on both sides: each side's per-user values then average as many runs,
+        # so under no difference the per-user differences are symmetric, as Wilcoxon assumes
+        seeds = {r["seed"] for r in runs}
+        matched = [r for r in reference if r["seed"] in seeds]
+        same = runs and len(matched) == len(runs)
+        rows.append([*row, f"{paired_test(runs, matched).wilcoxon_p:.3g}" if same else ""])
     headers = ["Variant", "what changes", "seeds", "HR@10", "NDCG@10", "Δ NDCG@10"]
-    return _table(headers, rows)
+    headers += ["NDCG@10, history excluded", "Δ", "Wilcoxon p"]
+    lines = _table(headers, rows)
+    full = _select(records, dataset, "hymoerec")
+    if len(full) > 1:  # the yardstick: two seeds of one model, where nothing differs but luck
+        pairs = list(combinations(full, 2))
+        ps = sorted(paired_test([b], [a]).wilcoxon_p for a, b in pairs)
+        span = f"{ps[0]:.3g}" if len(ps) == 1 else f"from {ps[0]:.3g} to {ps[-1]:.3g}"
+        lines += [
+            "",
+            f"Seed against seed, HyMoERec against itself gives Wilcoxon p {span} "
+            f"({len(pairs)} pair{'s' * (len(pairs) > 1)} of its {len(full)} seeds): a "
+            "single-seed variant's p measures two runs, training luck included, not the "
+            "variant alone.",
+        ]
+    return lines
+
+
+def _ndcg_cells(
+    runs: Sequence[dict[str, Any]],
+    split: str,
+    reference: Sequence[dict[str, Any]],
+    compare: str | None,
+) -> list[str]:
+    """NDCG@10 of ``split`` over the runs that have it and, against the reference runs
+    that have it too, the relative difference."""
+    ours = summarise([r for r in runs if split in r], "NDCG@10", split)
+    theirs = summarise([r for r in reference if split in r], "NDCG@10", split)
+    delta = ""
+    if compare is not None and ours is not None and theirs is not None:
+        delta = f"{relative_difference(ours.mean, theirs.mean)} vs {MODEL_LABELS[compare]}"
+    return [ours.cell() if ours else NO_RUNS, delta]
 
 
 def valid_test_section(records: Sequence[dict[str, Any]], datasets: Sequence[str]) -> list[str]:
@@ -368,7 +401,13 @@ def render(
         *paired_section(records, datasets),
     ]
     lines += ["", "## Ablations", ""]
-    lines.append("Each ablation is a config (`configs/ablations.yaml`), not a code change.")
+    lines.append(
+        "Each ablation is a config (`configs/ablations.yaml`), not a code change. Δ: against "
+        "the mean of the compared model's seeds. Wilcoxon p: the variant's per-user test "
+        "NDCG@10 (history kept) against the compared model's runs of the same seeds, so that "
+        "both sides average as many runs per user and, with no difference between them, the "
+        "per-user differences are symmetric as the test assumes."
+    )
     for dataset in datasets:
         lines += ["", f"### {DATASET_LABELS.get(dataset, dataset)}", ""]
         lines += ablation_section(records, dataset, ablations)
