@@ -217,6 +217,8 @@ def standing(run: PlannedRun, options: ReproduceOptions) -> tuple[str, str]:
     busy = locked_elsewhere(run, options)
     directory = run_dir(run, options)
     if (directory / "final.json").is_file():
+        if busy:
+            return "running", "finished training; its record is being written"
         return "trained", "finished training; the next `hymoerec reproduce` writes its record"
     partial = partial_dir(directory)
     if not (partial / CHECKPOINT).is_file():
