@@ -78,6 +78,30 @@ def test_paired_test_matches_scipy_and_its_interval_holds_the_difference() -> No
     assert same.mean_difference == 0 and same.wilcoxon_p == 1.0
 
 
+def test_compare_command_reports_the_paired_test_of_the_given_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hymoerec.cli import main
+
+    compare = lambda b: main(["results", "compare", f"{tmp_path}/a.json", "--against", b])  # noqa: E731
+    # hand-computed: per-user NDCG@10 of A (ranks 1, 1, 3, 11) minus B (ranks 3, 1, 1, 2)
+    write_json(tmp_path / "a.json", record("hymoerec", 1, 0.0, [1, 1, 3, 11]))
+    write_json(tmp_path / "b.json", record("mamba4rec", 1, 0.0, [3, 1, 1, 2]))
+    difference = np.array([0.5, 0.0, -0.5, -1 / np.log2(3)])
+    assert compare(f"{tmp_path}/b.json") == 0
+    out = capsys.readouterr().out
+    assert "A: ml-1m--hymoerec--seed1\nB: ml-1m--mamba4rec--seed1\nusers 4;" in out
+    assert f"mean difference {difference.mean():+.4f}," in out
+    assert f"Wilcoxon p {wilcoxon(difference[difference != 0]).pvalue:.3g};" in out
+    assert "A higher for 1 users, lower for 2" in out
+
+    write_json(tmp_path / "c.json", record("mamba4rec", 1, 0.0, [3, 1, 1, 2], "amazon-beauty"))
+    (tmp_path / "d.json").write_text('{"format": 99}')
+    for against, problem in (("c.json", "different datasets"), ("d.json", "not a run record")):
+        assert compare(f"{tmp_path}/{against}") != 0
+        assert problem in capsys.readouterr().err
+
+
 def test_render_table1_paper_columns_ablations_and_capped_runs(tmp_path: Path) -> None:
     ranks = [1, 2, 30, 4]
     records = [

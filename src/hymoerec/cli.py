@@ -360,6 +360,35 @@ def cmd_results_render(args: argparse.Namespace) -> None:
     print(f"results document: {out}")
 
 
+def cmd_results_compare(args: argparse.Namespace) -> None:
+    _require("scipy", "analysis")
+    from hymoerec.results import load_record, paired_test
+
+    a = [load_record(Path(path)) for path in args.records]
+    b = [load_record(Path(path)) for path in args.against]
+    for side in (a, b):
+        datasets = {record["dataset"] for record in side}
+        if len(datasets) > 1:
+            raise DataError(f"records of one side come from several datasets: {sorted(datasets)}")
+    if a[0]["dataset"] != b[0]["dataset"]:
+        raise DataError(
+            f"the sides come from different datasets: {a[0]['dataset']}, {b[0]['dataset']}"
+        )
+    test = paired_test(a, b)
+    names = lambda side: ", ".join(record["key"] for record in side)  # noqa: E731
+    print(f"A: {names(a)}")
+    print(f"B: {names(b)}")
+    print(f"users {test.users}; per-user test NDCG@10, A minus B (seeds averaged per user)")
+    print(
+        f"mean difference {test.mean_difference:+.4f}, bootstrap 95% interval "
+        f"{test.ci_low:+.4f} to {test.ci_high:+.4f}"
+    )
+    print(
+        f"Wilcoxon p {test.wilcoxon_p:.3g}; A higher for {test.better} users, "
+        f"lower for {test.worse}"
+    )
+
+
 def cmd_results_rescore(args: argparse.Namespace) -> None:
     from hymoerec import reproduce
 
@@ -584,6 +613,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="hand-written findings included in the document, when the file exists",
     )
     render.set_defaults(handler=cmd_results_render)
+    compare = rs_commands.add_parser(
+        "compare", help="user-by-user test of two sets of run records (Wilcoxon, bootstrap)"
+    )
+    compare.add_argument("records", nargs="+", help="run records of A (results/*.json)")
+    compare.add_argument(
+        "--against", nargs="+", required=True, help="run records of B, on the same test users"
+    )
+    compare.set_defaults(handler=cmd_results_compare)
     rescore = rs_commands.add_parser(
         "rescore", help="add history-excluded metrics to records that lack them"
     )

@@ -45,18 +45,22 @@ NO_RUNS = "–"  # no record yet
 CAPPED = "†"  # at least one run of the cell stopped at its time budget
 
 
+def load_record(path: Path) -> dict[str, Any]:
+    """One run record, checked for its format."""
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not JSON ({error.msg})") from error
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise DataError(f"{path}: not a run record of format {RECORD_FORMAT}")
+    return record
+
+
 def load_records(directory: Path) -> list[dict[str, Any]]:
     """Every ``*.json`` record of ``directory`` (none when it does not exist)."""
-    records = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}: not JSON ({error.msg})") from error
-        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-            raise DataError(f"{path}: not a run record of format {RECORD_FORMAT}")
-        records.append(record)
-    return records
+    if not directory.is_dir():
+        return []
+    return [load_record(path) for path in sorted(directory.glob("*.json"))]
 
 
 @dataclass(frozen=True)
