@@ -1,8 +1,26 @@
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# `make test` names the data folder (HYMOEREC_DATA); a bare pytest looks beside the checkout
+NAMED = bool(os.environ.get("HYMOEREC_DATA"))
+BESIDE = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("HYMOEREC_DATA") or BESIDE).resolve()
+
+
+def shared_path(relative: str = "") -> Path:
+    """A path inside the shared data folder. Where it is absent, the test fails if the folder
+    was named (a run that was meant to test the real data must not pass without it) and is
+    skipped otherwise."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        message = f"shared data {path} is absent"
+        if NAMED:
+            pytest.fail(f"{message} (HYMOEREC_DATA={os.environ['HYMOEREC_DATA']})")
+        pytest.skip(f"{message} (set HYMOEREC_DATA to its folder)")
+    return path
+
 
 # A HyMoERec small enough to train on ML-100K in seconds
 TINY = [
@@ -17,9 +35,7 @@ TINY = [
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared datasets not found at {SHARED_DATA}")
-    return SHARED_DATA
+    return shared_path()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,11 +22,7 @@ from hymoerec.data.readers import (
     read_sequences,
     read_table,
 )
-
-SHARED_DATA = Path(
-    os.environ.get("HYMOEREC_DATA")
-    or Path(__file__).resolve().parents[2].parent / "shared" / "data"
-)
+from tests.conftest import shared_path
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -587,15 +582,8 @@ def test_progress_bar_gives_the_same_result(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the shared real files
 
 
-def shared(relative: str) -> Path:
-    path = SHARED_DATA / relative
-    if not path.is_file():
-        pytest.skip(f"shared dataset {path} is absent (set HYMOEREC_DATA to its folder)")
-    return path
-
-
 def test_shared_ml1m_sequences() -> None:
-    got = read_sequences(shared("ml-1m/sequences.txt"))
+    got = read_sequences(shared_path("ml-1m/sequences.txt"))
     assert len(got) == 1_000_209
     assert len(np.unique(got.user)) == 6_040
     assert len(np.unique(got.item)) == 3_706
@@ -604,7 +592,7 @@ def test_shared_ml1m_sequences() -> None:
 
 
 def test_shared_ml100k() -> None:
-    got = read_movielens_100k(shared("ml-100k/u.data"))
+    got = read_movielens_100k(shared_path("ml-100k/u.data"))
     assert len(got) == 100_000
     assert len(np.unique(got.user)) == 943
     assert len(np.unique(got.item)) == 1_682
@@ -613,7 +601,8 @@ def test_shared_ml100k() -> None:
 
 
 def test_shared_beauty_interactions() -> None:
-    got = read_table(shared("amazon-beauty/interactions.tsv"), "user_id", "item_id", "timestamp")
+    path = shared_path("amazon-beauty/interactions.tsv")
+    got = read_table(path, "user_id", "item_id", "timestamp")
     assert len(got) == 198_502
     assert len(np.unique(got.user)) == 22_363
     assert len(np.unique(got.item)) == 12_101
