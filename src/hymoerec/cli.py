@@ -366,14 +366,9 @@ def cmd_results_compare(args: argparse.Namespace) -> None:
 
     a = [load_record(Path(path)) for path in args.records]
     b = [load_record(Path(path)) for path in args.against]
-    for side in (a, b):
-        datasets = {record["dataset"] for record in side}
-        if len(datasets) > 1:
-            raise DataError(f"records of one side come from several datasets: {sorted(datasets)}")
-    if a[0]["dataset"] != b[0]["dataset"]:
-        raise DataError(
-            f"the sides come from different datasets: {a[0]['dataset']}, {b[0]['dataset']}"
-        )
+    datasets = sorted({record["dataset"] for record in a + b})
+    if len(datasets) > 1:
+        raise DataError(f"the compared records come from different datasets: {datasets}")
     test = paired_test(a, b)
     names = lambda side: ", ".join(record["key"] for record in side)  # noqa: E731
     print(f"A: {names(a)}")
