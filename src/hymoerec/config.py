@@ -63,6 +63,9 @@ class TrainConfig:
     # also rank validation with each user's history excluded, every epoch (metrics.jsonl
     # "valid_history_excluded"); model selection stays on the paper's ranking ("valid")
     valid_history_excluded: bool = False
+    # after training, fit a penalty on items already in the user's history by maximum
+    # likelihood on the validation targets, and rank with it (hymoerec.evaluation.seen)
+    seen_penalty: bool = False
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "eval_batch_size", "patience", "negatives")

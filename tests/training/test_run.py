@@ -149,3 +149,26 @@ def test_chunked_ce_equals_full_ce() -> None:
     torch.testing.assert_close(hidden.grad, 2 * expected[0])
     torch.testing.assert_close(weights.grad, 2 * expected[1])
     assert weights.grad[0].abs().max() == 0  # padding row never gets probability
+
+
+def test_seen_penalty_is_fitted_recorded_and_reapplied(
+    shared_data: Path, tmp_path: Path, cache_root: Path
+) -> None:
+    config = tiny_config(shared_data, cache_root, "train.seen_penalty=true")
+    final = train(config, tmp_path / "run", progress=False)
+    fitted = final["seen_penalty"]
+    # MovieLens users rate a film once: the fit pushes seen items to the limit
+    assert fitted["target_seen"] == 0.0 and fitted["penalty"] == 30.0
+    assert fitted["nll_after"] < fitted["nll_before"]
+    assert "seen items penalised" in final["protocol"]
+    # re-scoring the run applies the recorded penalty
+    run = tmp_path / "run"
+    assert evaluate_run(run)["test"] == pytest.approx(final["test"])
+    # the same weights without it: what training selected on, and a lower kept ranking
+    plain = evaluate_run(run, seen_penalty=0.0)
+    assert plain["valid"] == pytest.approx(final["valid_without_penalty"])
+    assert plain["test"]["NDCG@10"] < final["test"]["NDCG@10"]
+    # no target is a seen item, so the penalty gives the ranking without the history
+    assert evaluate_run(run, exclude_history=True, seen_penalty=0.0)["test"] == pytest.approx(
+        final["test"]
+    )

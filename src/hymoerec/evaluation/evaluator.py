@@ -21,6 +21,7 @@ from hymoerec.data.batches import right_padded
 from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
 from hymoerec.evaluation.metrics import RankingResult, target_ranks
+from hymoerec.evaluation.seen import seen_mask
 
 # (histories (B, L) right-padded, lengths (B,)) -> scores (B, N + 1) for items 0..N
 Scorer = Callable[[Tensor, Tensor], Tensor]
@@ -48,6 +49,7 @@ def evaluate(
     device: torch.device | str = "cpu",
     progress: bool = False,
     item_chunk: int = 0,
+    seen_penalty: float = 0.0,
 ) -> RankingResult:
     """Rank every item for every user of ``split`` ('valid' or 'test').
 
@@ -55,7 +57,9 @@ def evaluate(
     ranked. With ``exclude_history`` every item of the user's full history (except the
     target itself) is removed from the ranking; the paper's protocol keeps them. With
     ``item_chunk`` > 0 and a ``FactorScorer`` over more items than that, items are ranked
-    ``item_chunk`` at a time (same ranks, bounded memory).
+    ``item_chunk`` at a time (same ranks, bounded memory). ``seen_penalty`` p is the learned
+    penalty of ``hymoerec.evaluation.seen``: every item of the user's full history, the
+    target included when it is there, is ranked by its score minus p.
     """
     if split not in ("valid", "test"):
         raise ValueError(f"evaluation split must be 'valid' or 'test', got {split!r}")
@@ -78,19 +82,22 @@ def evaluate(
         targets = torch.from_numpy(part.targets[batch]).to(device)
         histories = torch.from_numpy(windows).to(device)
         history_lengths = torch.from_numpy(window_lengths).to(device)
-        excluded = None
-        if exclude_history:
+        full = None
+        if exclude_history or seen_penalty:
             full_length = int((part.ends[batch] - part.starts[batch]).max())
-            full, _ = right_padded(part.items, part.starts[batch], part.ends[batch], full_length)
-            excluded = torch.from_numpy(full).to(device)
+            padded, _ = right_padded(part.items, part.starts[batch], part.ends[batch], full_length)
+            full = torch.from_numpy(padded).to(device)  # (B, M) the whole history
+        excluded = full if exclude_history else None
         if isinstance(scorer, FactorScorer) and 0 < item_chunk < scorer.weights.size(0):
             hidden = scorer.hidden(histories, history_lengths)  # (B, D)
             above, tied = chunked_target_ranks(
-                hidden, scorer.weights, targets, excluded, item_chunk
+                hidden, scorer.weights, targets, excluded, item_chunk, full, seen_penalty
             )
         else:
             scores = scorer(histories, history_lengths).float()  # (B, N + 1)
             scores[:, PAD] = -torch.inf
+            if seen_penalty and full is not None:
+                scores -= seen_penalty * seen_mask(full, scores.size(1))
             if excluded is not None:
                 target_score = scores.gather(1, targets[:, None])
                 scores.scatter_(1, excluded, -torch.inf)
@@ -103,10 +110,17 @@ def evaluate(
 
 
 def chunked_target_ranks(
-    hidden: Tensor, weights: Tensor, targets: Tensor, history: Tensor | None, chunk: int
+    hidden: Tensor,
+    weights: Tensor,
+    targets: Tensor,
+    history: Tensor | None,
+    chunk: int,
+    seen: Tensor | None = None,
+    seen_penalty: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """``target_ranks`` of the scores hidden (B, D) @ weights (N + 1, D).T, computed over
-    ``chunk`` items at a time; ``history`` (B, M) PAD-padded items to exclude, if any.
+    ``chunk`` items at a time; ``history`` (B, M) PAD-padded items to exclude, if any;
+    ``seen`` (B, M) PAD-padded items whose scores drop by ``seen_penalty``.
 
     The target's score comes from the same kind of product as the chunks' (a (B, B)
     matrix against the targets' rows), and the target's own entry in its chunk is set to
@@ -114,6 +128,10 @@ def chunked_target_ranks(
     """
     rows = torch.arange(len(targets), device=targets.device)
     target_score = (hidden @ weights[targets].T).float()[rows, rows]  # (B,)
+    penalised = seen is not None and seen_penalty != 0
+    if penalised:
+        assert seen is not None
+        target_score -= seen_penalty * (seen == targets[:, None]).any(dim=1).float()
     higher = torch.zeros_like(targets)
     ties = torch.zeros_like(targets)
     for start in range(0, weights.size(0), chunk):
@@ -121,6 +139,12 @@ def chunked_target_ranks(
         scores = (hidden @ weights[start:stop].T).float()  # (B, C)
         if start == PAD:
             scores[:, PAD] = -torch.inf
+        if penalised:
+            assert seen is not None
+            inside = (seen >= start) & (seen < stop) & (seen != PAD)  # (B, M)
+            row, col = inside.nonzero(as_tuple=True)
+            index = (row, seen[row, col] - start)
+            scores[index] = scores[index] - seen_penalty  # repeated items: once
         if history is not None:
             inside = (history >= start) & (history < stop) & (history != PAD)  # (B, M)
             row, col = inside.nonzero(as_tuple=True)

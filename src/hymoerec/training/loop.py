@@ -110,6 +110,7 @@ def validate(
     device: torch.device,
     progress: bool = False,
     exclude_history: bool = False,
+    seen_penalty: float = 0.0,
 ) -> RankingResult:
     model.eval()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -123,6 +124,7 @@ def validate(
             device=device,
             progress=progress,
             item_chunk=config.eval_item_chunk,
+            seen_penalty=seen_penalty,
         )
     return result
 

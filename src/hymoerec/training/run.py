@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
@@ -32,7 +33,9 @@ from hymoerec.data.cache import load_dataset
 from hymoerec.data.metadata import load_metadata
 from hymoerec.data.protocol import ProtocolConfig, SequenceData
 from hymoerec.data.registry import Source
+from hymoerec.evaluation.evaluator import FactorScorer
 from hymoerec.evaluation.metrics import DEFAULT_METRICS
+from hymoerec.evaluation.seen import SeenFit, fit_seen_penalty
 from hymoerec.models import build_model, config_class
 from hymoerec.models.base import SequentialModel
 from hymoerec.training.checkpoint import CHECKPOINT, load_checkpoint
@@ -209,19 +212,30 @@ def _train(
             str(tmp / WEIGHTS),
         )
         device = resolve_device(config.train.device, world)
-        test = validate(model, data, "test", max_len, config.train, device)
+        seen = fit_run_penalty(model, data, max_len, config.train, device)
+        penalty = seen.penalty if seen is not None else 0.0
+        test = validate(model, data, "test", max_len, config.train, device, seen_penalty=penalty)
         np.save(tmp / TEST_RANKS, test.ranks)
-        final = {
+        protocol = "full ranking, history items ranked"
+        if seen is not None:
+            protocol += f", seen items penalised by {seen.penalty:.3g} (train.seen_penalty)"
+        final: dict[str, Any] = {
             "model": config.model,
             "dataset": source.name,
             "best_epoch": result.best_epoch,
             "epochs_run": len(result.history),
             "stopped": result.stopped,
             "train_seconds": round(result.train_seconds, 2),
-            "protocol": "full ranking, history items ranked",
+            "protocol": protocol,
             "valid": result.best_valid,
             "test": test.summary(DEFAULT_METRICS),
         }
+        if seen is not None:
+            final["seen_penalty"] = dataclasses.asdict(seen)
+            final["valid_without_penalty"] = final["valid"]
+            final["valid"] = validate(
+                model, data, "valid", max_len, config.train, device, seen_penalty=penalty
+            ).summary()
         (tmp / "final.json").write_text(json.dumps(final, indent=2))
         if result.history and result.history[-1].expert_share:
             router = [
@@ -239,6 +253,31 @@ def _train(
     return final
 
 
+def fit_run_penalty(
+    model: SequentialModel,
+    data: SequenceData,
+    max_len: int,
+    config: TrainConfig,
+    device: torch.device,
+) -> SeenFit | None:
+    """The learned penalty on seen items (``train.seen_penalty``), fitted on validation."""
+    if not config.seen_penalty:
+        return None
+    model.eval()
+    scorer = FactorScorer(model.next_item_hidden, model.item_weights())
+    with torch.no_grad():
+        return fit_seen_penalty(scorer, data, max_len, batch_size=config.eval_batch_size)
+
+
+def run_penalty(run_dir: Path) -> float:
+    """The seen-item penalty a finished run was trained with; 0 where it has none."""
+    final = run_dir / "final.json"
+    if not final.is_file():
+        return 0.0
+    fitted = json.loads(final.read_text()).get("seen_penalty")
+    return float(fitted["penalty"]) if fitted else 0.0
+
+
 def load_run(run_dir: Path) -> tuple[RunConfig, SequentialModel, Source, SequenceData]:
     config_path = run_dir / "config.yaml"
     if not config_path.is_file() or not (run_dir / WEIGHTS).is_file():
@@ -250,17 +289,28 @@ def load_run(run_dir: Path) -> tuple[RunConfig, SequentialModel, Source, Sequenc
     return config, model, source, data
 
 
-def evaluate_run(run_dir: Path, exclude_history: bool = False) -> dict[str, dict[str, float]]:
+def evaluate_run(
+    run_dir: Path, exclude_history: bool = False, seen_penalty: float | None = None
+) -> dict[str, dict[str, float]]:
     """Re-score a finished run on validation and test; with ``exclude_history`` the items
-    of each user's history are taken out of the ranking (the paper's protocol keeps them)."""
+    of each user's history are taken out of the ranking (the paper's protocol keeps them).
+    ``seen_penalty`` overrides the penalty the run learned (``train.seen_penalty``)."""
     config, model, source, data = load_run(run_dir)
     device = resolve_device(config.train.device)
     model.to(device)
     max_len = history_length(config, source)
+    penalty = run_penalty(run_dir) if seen_penalty is None else seen_penalty
     begin = time.perf_counter()
     report = {
         split: validate(
-            model, data, split, max_len, config.train, device, exclude_history=exclude_history
+            model,
+            data,
+            split,
+            max_len,
+            config.train,
+            device,
+            exclude_history=exclude_history,
+            seen_penalty=penalty,
         ).summary()
         for split in ("valid", "test")
     }
