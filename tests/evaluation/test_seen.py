@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from hymoerec.data.interactions import Interactions
 from hymoerec.data.protocol import ProtocolConfig, apply_protocol
 from hymoerec.evaluation.evaluator import FactorScorer, evaluate
-from hymoerec.evaluation.seen import MAX_PENALTY, _nll, fit_penalty, fit_seen_penalty, user_terms
+from hymoerec.evaluation.seen import _nll, fit_penalty, fit_seen_penalty, user_terms
 from tests.evaluation.test_evaluator import tiny
 
 
@@ -43,9 +44,9 @@ def test_fit_matches_a_fine_grid_search() -> None:
     s_y, lu, ls = rng.normal(0, 1, n), rng.normal(3, 1, n), rng.normal(3, 1, n)
     seen_y = (rng.random(n) < 0.1).astype(float)  # a tenth of the targets are returns
     fit = fit_penalty(s_y, seen_y, lu, ls)
-    grid = np.linspace(0, MAX_PENALTY, 30001)
+    grid = np.linspace(0, 30, 30001)
     best = grid[np.argmin([_nll(p, s_y, seen_y, lu, ls) for p in grid])]
-    assert 0 < fit.penalty < MAX_PENALTY
+    assert 0 < fit.penalty < 30
     assert fit.penalty == pytest.approx(best, abs=2e-3)
     assert fit.nll_after <= fit.nll_before
     assert fit.target_seen == pytest.approx(seen_y.mean())
@@ -54,7 +55,11 @@ def test_fit_matches_a_fine_grid_search() -> None:
 def test_no_returns_push_seen_items_to_the_limit_and_only_returns_keep_them() -> None:
     rng = np.random.default_rng(1)
     s_y, lu, ls = rng.normal(0, 1, 50), rng.normal(3, 1, 50), rng.normal(3, 1, 50)
-    assert fit_penalty(s_y, np.zeros(50), lu, ls).penalty == MAX_PENALTY
+    endless = fit_penalty(s_y, np.zeros(50), lu, ls)
+    assert endless.penalty == math.inf
+    # the infimum of the NLL: every seen item's probability gone
+    assert endless.nll_after == pytest.approx(np.mean(-s_y + lu))
+    assert endless.nll_after < _nll(5.0, s_y, np.zeros(50), lu, ls) < endless.nll_before
     assert fit_penalty(s_y, np.ones(50), lu, ls).penalty == 0.0
 
 
@@ -94,7 +99,7 @@ def test_penalised_ranking_over_item_chunks_equals_the_full_matrix(chunk: int) -
     )
     table = torch.from_numpy(rng.integers(-2, 3, (data.num_items + 1, 3))).float()
     scorer = FactorScorer(lambda h, n: table[h].sum(1), table)
-    for penalty in (1.0, 2.0):
+    for penalty in (1.0, 2.0, math.inf):
         full = evaluate(scorer, data, "test", 5, 8, seen_penalty=penalty)
         chunked = evaluate(scorer, data, "test", 5, 8, item_chunk=chunk, seen_penalty=penalty)
         assert np.array_equal(full.higher, chunked.higher)
@@ -117,5 +122,5 @@ def test_fit_on_real_ml100k_asks_for_the_largest_penalty(
 
     fit = fit_seen_penalty(lover, data, max_len=50)
     assert fit.target_seen == 0.0
-    assert fit.penalty == MAX_PENALTY
+    assert fit.penalty == math.inf
     assert fit.nll_after < fit.nll_before

@@ -21,7 +21,7 @@ from hymoerec.data.batches import right_padded
 from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
 from hymoerec.evaluation.metrics import RankingResult, target_ranks
-from hymoerec.evaluation.seen import seen_mask
+from hymoerec.evaluation.seen import penalise, seen_mask
 
 # (histories (B, L) right-padded, lengths (B,)) -> scores (B, N + 1) for items 0..N
 Scorer = Callable[[Tensor, Tensor], Tensor]
@@ -59,7 +59,7 @@ def evaluate(
     ``item_chunk`` > 0 and a ``FactorScorer`` over more items than that, items are ranked
     ``item_chunk`` at a time (same ranks, bounded memory). ``seen_penalty`` p is the learned
     penalty of ``hymoerec.evaluation.seen``: every item of the user's full history, the
-    target included when it is there, is ranked by its score minus p.
+    target included when it is there, is ranked by its score minus p (inf: last).
     """
     if split not in ("valid", "test"):
         raise ValueError(f"evaluation split must be 'valid' or 'test', got {split!r}")
@@ -97,7 +97,7 @@ def evaluate(
             scores = scorer(histories, history_lengths).float()  # (B, N + 1)
             scores[:, PAD] = -torch.inf
             if seen_penalty and full is not None:
-                scores -= seen_penalty * seen_mask(full, scores.size(1))
+                scores = penalise(scores, seen_mask(full, scores.size(1)), seen_penalty)
             if excluded is not None:
                 target_score = scores.gather(1, targets[:, None])
                 scores.scatter_(1, excluded, -torch.inf)
@@ -131,7 +131,8 @@ def chunked_target_ranks(
     penalised = seen is not None and seen_penalty != 0
     if penalised:
         assert seen is not None
-        target_score -= seen_penalty * (seen == targets[:, None]).any(dim=1).float()
+        target_seen = (seen == targets[:, None]).any(dim=1)
+        target_score = torch.where(target_seen, target_score - seen_penalty, target_score)
     higher = torch.zeros_like(targets)
     ties = torch.zeros_like(targets)
     for start in range(0, weights.size(0), chunk):

@@ -14,15 +14,18 @@ scores of the unseen and the seen items,
     NLL(p) = p * seen_y - s_y + log(exp(LU) + exp(LS - p)),
 
 a convex function of p whose derivative ``seen_y - q(p)`` (``q`` the softmax mass left
-on seen items) rises with p. So the mean over users needs only four numbers per user
-and a bisection on the derivative. Where no validation target was ever seen before (as
-in MovieLens, whose users rate a film once), the likelihood rises all the way and p ends
-at ``MAX_PENALTY``, which ranks every seen item below every unseen one in practice.
-Where users do come back, p stops where the returns are best explained.
+on seen items) rises with p towards ``seen_y``. So the mean over users needs only four
+numbers per user and a bisection on the derivative. Where users do come back to items,
+p stops where the returns are best explained. Where no validation target was ever seen
+before (as in MovieLens, whose users rate a film once, and in the 5-core Amazon Beauty)
+the likelihood rises without end and p is infinite: seen items rank below every unseen
+item, which makes the ranking that keeps the history equal to the one that leaves it
+out, exactly.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,13 +37,12 @@ from hymoerec.data.batches import right_padded
 from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
 
-MAX_PENALTY = 30.0  # e^-30: a seen item keeps 1e-13 of its probability
 _BISECTION_STEPS = 60
 
 
 @dataclass(frozen=True)
 class SeenFit:
-    penalty: float  # the fitted p
+    penalty: float  # the fitted p; inf where no validation target was a seen item
     nll_before: float  # mean validation NLL at p = 0
     nll_after: float  # mean validation NLL at the fitted p
     target_seen: float  # share of validation targets already in their user's history
@@ -52,7 +54,7 @@ def seen_mask(history: Tensor, num_columns: int) -> Tensor:
     mask = torch.zeros(history.size(0), num_columns, dtype=torch.bool, device=history.device)
     mask.scatter_(1, history, True)
     mask[:, PAD] = False
-    return mask
+    return mask  # (B, num_columns)
 
 
 @torch.no_grad()
@@ -91,7 +93,16 @@ def user_terms(
     return terms[:, 0], terms[:, 1], terms[:, 2], terms[:, 3]
 
 
+def penalise(scores: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """``scores`` with ``penalty`` subtracted where ``seen`` is True (inf: set to -inf)."""
+    if math.isinf(penalty):
+        return scores.masked_fill(seen, -torch.inf)
+    return scores - penalty * seen.to(scores.dtype)
+
+
 def _nll(p: float, s_y: np.ndarray, seen_y: np.ndarray, lu: np.ndarray, ls: np.ndarray) -> float:
+    if math.isinf(p):  # only reached when no target is seen: the seen items drop out
+        return float(np.mean(-s_y + lu))
     return float(np.mean(p * seen_y - s_y + np.logaddexp(lu, ls - p)))
 
 
@@ -103,13 +114,15 @@ def _slope(p: float, seen_y: np.ndarray, lu: np.ndarray, ls: np.ndarray) -> floa
 
 
 def fit_penalty(s_y: np.ndarray, seen_y: np.ndarray, lu: np.ndarray, ls: np.ndarray) -> SeenFit:
-    """The p in [0, MAX_PENALTY] minimising the mean NLL of the given per-user terms."""
+    """The p >= 0 minimising the mean NLL of the given per-user terms (may be inf)."""
     if _slope(0.0, seen_y, lu, ls) >= 0:
         penalty = 0.0  # seen items are already no likelier than the targets show
-    elif _slope(MAX_PENALTY, seen_y, lu, ls) <= 0:
-        penalty = MAX_PENALTY
+    elif not np.any(seen_y):
+        penalty = math.inf  # the slope tends to mean(seen_y) = 0 from below: no minimum
     else:
-        low, high = 0.0, MAX_PENALTY
+        low, high = 0.0, 1.0
+        while _slope(high, seen_y, lu, ls) < 0:  # ends: the slope tends to mean(seen_y) > 0
+            low, high = high, 2 * high
         for _ in range(_BISECTION_STEPS):
             middle = (low + high) / 2
             if _slope(middle, seen_y, lu, ls) < 0:

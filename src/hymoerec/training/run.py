@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -218,7 +219,7 @@ def _train(
         np.save(tmp / TEST_RANKS, test.ranks)
         protocol = "full ranking, history items ranked"
         if seen is not None:
-            protocol += f", seen items penalised by {seen.penalty:.3g} (train.seen_penalty)"
+            protocol += f", seen items penalised by {seen.penalty:.4g} (train.seen_penalty)"
         final: dict[str, Any] = {
             "model": config.model,
             "dataset": source.name,
@@ -231,7 +232,9 @@ def _train(
             "test": test.summary(DEFAULT_METRICS),
         }
         if seen is not None:
-            final["seen_penalty"] = dataclasses.asdict(seen)
+            # JSON has no infinity: an infinite penalty is written as the string "inf"
+            fitted = dataclasses.asdict(seen)
+            final["seen_penalty"] = {k: v if math.isfinite(v) else "inf" for k, v in fitted.items()}
             final["valid_without_penalty"] = final["valid"]
             final["valid"] = validate(
                 model, data, "valid", max_len, config.train, device, seen_penalty=penalty
