@@ -188,8 +188,8 @@ def main() -> None:
             raise SystemExit(f"{work / 'saved'}: no checkpoint to score")
         checkpoint = torch.load(saved[-1], map_location="cpu", weights_only=False)
         model.load_state_dict(checkpoint["state_dict"])
-        best_valid, epochs_run = {}, None
-        best_epoch = checkpoint["epoch"] + 1
+        best_valid, best_epoch = {}, checkpoint["epoch"] + 1
+        epochs_run = None  # read from RecBole's log below
         own_test = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     else:
         _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
@@ -198,6 +198,8 @@ def main() -> None:
         saved_state = torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)
         best_epoch = saved_state["epoch"] + 1
     curve = log_summary(work)
+    if epochs_run is None:  # a run stopped from outside: the epochs its log completed
+        epochs_run = len(curve["eval_seconds_by_epoch"])
     model.eval()
     report = harness.score(RecBoleScorer(model, dataset, data.num_items, max_len), data, max_len)
     record = {
@@ -205,7 +207,7 @@ def main() -> None:
         "model": args.model,
         "implementation": "recbole",
         "seed": args.seed,
-        "epochs": args.epochs,
+        "epochs": epochs_run if args.score_only else args.epochs,
         "epochs_run": epochs_run,
         "best_epoch": best_epoch,
         "train": {
