@@ -77,9 +77,14 @@ def physical_cores(cpus: set[int]) -> int:
 
 
 def default_threads(
-    cpus: set[int] | None = None, load: float | None = None, processes: int | None = None
+    cpus: set[int] | None = None,
+    load: float | None = None,
+    processes: int | None = None,
+    cores: int | None = None,
 ) -> int:
-    """The thread rule of this module's docstring; arguments default to this machine."""
+    """The thread rule of this module's docstring: ``cpus`` the logical CPUs we may use,
+    ``load`` the 1-minute load average, ``processes`` those of a torchrun job on this
+    machine, ``cores`` the physical cores among ``cpus``; each defaults to this machine."""
     if cpus is None:
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         cpus = cpus or set(range(os.cpu_count() or 1))
@@ -87,7 +92,9 @@ def default_threads(
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if processes is None:
         processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    usable = min(physical_cores(cpus), len(cpus))
+    if cores is None:
+        cores = physical_cores(cpus)
+    usable = min(cores, len(cpus))
     free = min(usable, len(cpus) - round(load))
     return max(1, free // max(1, processes))
 

@@ -152,16 +152,22 @@ def _integer(text: str) -> bool:
     return text.lstrip("-").isdigit()
 
 
-def _ratings_layout(rows: list[list[str]]) -> bool:
-    """Every row ``user item rating timestamp``: a small number then a large integer."""
-    return all(
+def _rating_row(row: list[str]) -> bool:
+    """``user item rating timestamp``: a small number, then a large integer."""
+    return (
         len(row) == 4
         and _number(row[2])
         and 0 <= float(row[2]) <= 10
         and _integer(row[3])
         and int(row[3]) >= 10_000_000
-        for row in rows
     )
+
+
+def _ratings_layout(rows: list[list[str]]) -> bool:
+    """Rows of ``user item rating timestamp``: the first and at least half of them (a
+    malformed row further down is left for the reader to report with its line)."""
+    fits = [_rating_row(row) for row in rows]
+    return fits[0] and 2 * sum(fits) >= len(fits)
 
 
 def _header_separator(lines: list[str]) -> str | None:
@@ -213,9 +219,11 @@ def sniff_format(path: Path) -> str:
     rows = [line.split() for line in lines]
     if _ratings_layout(rows):
         return "movielens-100k"
+    # user item pairs, or a user and their items per line (lines of 3 or 4 fields alike
+    # could as well be a table without a header: not certain, so asked)
     widths = {len(row) for row in rows}
-    if min(widths) >= 2 and (widths == {2} or len(widths) > 1):
-        return "sequences"  # user item pairs, or one user and their items per line
+    if widths == {2} or len(widths) > 1 or min(widths) >= 5:
+        return "sequences"
     raise DataError(unsure)
 
 
