@@ -7,6 +7,7 @@ is given or recognised from its content (never from its name alone, which can mi
 
 from __future__ import annotations
 
+import csv
 import gzip
 import inspect
 import os
@@ -116,7 +117,7 @@ USUAL_COLUMNS = {
 }
 
 
-_SNIFF_LINES = 50  # lines looked at; a format must fit every one of them
+_SNIFF_LINES = 50  # lines looked at to recognise a format
 _SEPARATORS = (",", "\t", ";", "|")
 
 
@@ -170,23 +171,28 @@ def _ratings_layout(rows: list[list[str]]) -> bool:
     return fits[0] and 2 * sum(fits) >= len(fits)
 
 
+def _fields(line: str, sep: str) -> list[str]:
+    return [field.strip() for field in next(csv.reader([line], delimiter=sep), [])]
+
+
 def _header_separator(lines: list[str]) -> str | None:
     """The separator of a delimited file whose first line is a header, if the lines look
-    like one: as many fields on every line, and a header that names at least one usual
-    column or holds a word above a column of numbers."""
+    like one: the header's width on most lines (a malformed row further down is left for
+    the reader to report with its line), and a header that names at least one usual column
+    or holds a word above a column of numbers."""
     if len(lines) < 2:
         return None
     for sep in _SEPARATORS:
-        rows = [[field.strip().strip('"') for field in line.split(sep)] for line in lines]
-        if len({len(row) for row in rows}) != 1 or len(rows[0]) == 1:
+        header, *body = (_fields(line, sep) for line in lines)
+        body = [row for row in body if len(row) == len(header)]
+        if len(header) == 1 or 2 * len(body) < len(lines) - 1 or not all(header):
             continue
-        header, body = rows[0], rows[1:]
         usual = any(name.lower() in names for name in header for names in USUAL_COLUMNS.values())
         numbers_below_words = any(
             not _number(name) and all(_number(row[at]) for row in body)
             for at, name in enumerate(header)
         )
-        if all(header) and (usual or numbers_below_words):
+        if usual or numbers_below_words:
             return sep
     return None
 
@@ -253,7 +259,7 @@ def _table_columns(path: Path, sep: str | None, encoding: str | None) -> tuple[l
     if sep is None:
         raise DataError(f"{path}: cannot tell the field separator; pass --sep")
     header = lines[0].encode("latin-1").decode(encoding or "utf-8", errors="replace")
-    return [name.strip().strip('"') for name in header.split(sep)], sep
+    return _fields(header, sep), sep
 
 
 def table_options(path: Path, given: dict[str, Any]) -> dict[str, Any]:
