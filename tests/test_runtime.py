@@ -26,10 +26,13 @@ def test_default_threads_follow_free_physical_cores() -> None:
     assert default_threads(eight, load=30.0, processes=4, cores=8) == 1
 
 
-def test_threads_option_overrides_the_rule() -> None:
+def test_threads_option_overrides_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     before = torch.get_num_threads()
     try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
         assert configure_threads(3) == 3 and torch.get_num_threads() == 3
+        assert configure_threads(None) == torch.get_num_threads() == 2
+        monkeypatch.delenv("OMP_NUM_THREADS")
         assert configure_threads(None) == torch.get_num_threads() >= 1
     finally:
         torch.set_num_threads(before)

@@ -10,7 +10,8 @@ process). The default here is::
               - CPUs kept busy by other processes (the 1-minute load average, rounded)
 
 divided among the processes of a ``torchrun`` job on this machine, and never below 1.
-``--threads N`` (``train.threads``) overrides it.
+``--threads N`` (``train.threads``) overrides it, and so does ``OMP_NUM_THREADS`` when set
+(an explicit choice, as torch itself honours it).
 """
 
 from __future__ import annotations
@@ -99,13 +100,19 @@ def default_threads(
     return max(1, free // max(1, processes))
 
 
+def _omp_threads() -> int:
+    """OMP_NUM_THREADS when it is a positive integer, else 0."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() else 0
+
+
 def configure_threads(requested: int | None = None) -> int:
     """Set torch's CPU threads: ``requested`` when positive, else the default rule."""
     import torch
 
     if requested is not None and requested < 0:
         raise ValueError(f"--threads {requested}: must be positive (0 = automatic)")
-    threads = requested or default_threads()
+    threads = requested or _omp_threads() or default_threads()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     if not requested:
