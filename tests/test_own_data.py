@@ -205,7 +205,10 @@ def test_history_length_follows_the_format(tmp_path: Path) -> None:
 
 
 def test_a_run_without_its_data_copy_uses_data_dir(
-    tiny_run: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     old = tmp_path / "old-run"
     shutil.copytree(tiny_run, old)
@@ -213,6 +216,8 @@ def test_a_run_without_its_data_copy_uses_data_dir(
     config = (old / "config.yaml").read_text()
     config = re.sub(r"data_dir: .*", "data_dir: ../nowhere", config)
     (old / "config.yaml").write_text(config)
+    monkeypatch.delenv("HYMOEREC_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
     assert main(["evaluate", str(old)]) == 2
     assert "none of its files found" in capsys.readouterr().err
     data_dir = tiny_run.parent / "data"
@@ -220,3 +225,7 @@ def test_a_run_without_its_data_copy_uses_data_dir(
     original = json.loads(run(["evaluate", str(tiny_run), "--json"], capsys))
     assert report["metrics"] == original["metrics"]
     assert np.isfinite(report["metrics"]["test"]["NDCG@10"])
+    monkeypatch.setenv("HYMOEREC_DATA", str(data_dir))  # the environment points there too
+    assert json.loads(run(["evaluate", str(old), "--json"], capsys))["metrics"] == report["metrics"]
+    top = run(["recommend", str(old), "--user", "1", "--k", "3"], capsys)
+    assert top.startswith("top 3 for user 1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import yaml
 
 from hymoerec.data.cache import prepare
 from hymoerec.data.protocol import TIE_ORDERS, ProtocolConfig, SequenceData
-from hymoerec.data.registry import READERS, Source, resolve
+from hymoerec.data.registry import DATA_DIR_ENV, READERS, Source, resolve
 from hymoerec.runtime import DeviceError, check_device_name
 
 T = TypeVar("T")
@@ -67,6 +68,13 @@ class DataConfig:
         """The reading options given (None = not given), as ``resolve`` takes them."""
         names = ("user_col", "item_col", "time_col", "rating_col", "min_rating", "sep", "encoding")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+def relocated(data: DataConfig, data_dir: str | Path | None) -> DataConfig:
+    """``data`` of a saved run, its data directory moved to ``data_dir``, else to
+    $HYMOEREC_DATA when set: the data of an old run lies where this machine keeps it."""
+    moved = data_dir or os.environ.get(DATA_DIR_ENV)
+    return data if not moved else dataclasses.replace(data, data_dir=str(moved))
 
 
 def data_source(dataset: str, data: DataConfig) -> Source:

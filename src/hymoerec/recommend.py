@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from hymoerec.config import ConfigError, RunConfig, from_dict, prepare_dataset
+from hymoerec.config import ConfigError, RunConfig, from_dict, prepare_dataset, relocated
 from hymoerec.data import cache
 from hymoerec.data.interactions import PAD
 from hymoerec.data.metadata import load_metadata
@@ -111,10 +111,7 @@ class Recommender:
         if (run / DATASET_DIR / "meta.json").is_file():
             data = cache.load(run / DATASET_DIR)
         else:
-            options = config.data
-            if data_dir is not None:
-                options = replace(options, data_dir=str(data_dir))
-            source, data = prepare_dataset(config.dataset, options)
+            source, data = prepare_dataset(config.dataset, relocated(config.data, data_dir))
             metadata = load_metadata(source)
         model = build_model(config.model, config.model_options, data.num_items)
         model.load_state_dict(load_file(str(run / WEIGHTS)))

@@ -36,6 +36,7 @@ from hymoerec.config import (
     TrainConfig,
     from_dict,
     prepare_dataset,
+    relocated,
     to_dict,
 )
 from hymoerec.data import cache, registry
@@ -290,7 +291,7 @@ def load_run(
 ) -> tuple[RunConfig, SequentialModel, SequenceData]:
     """A finished run's config, model (best weights) and prepared data. The data is the
     run's own copy (``dataset/``); a run written before runs kept one is prepared again
-    from its dataset, found in ``data_dir`` when given."""
+    from its dataset, found in ``data_dir`` (else $HYMOEREC_DATA, else where it was)."""
     config_path = run_dir / "config.yaml"
     if not config_path.is_file() or not (run_dir / WEIGHTS).is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml / {WEIGHTS})")
@@ -298,8 +299,7 @@ def load_run(
     if (run_dir / DATASET_DIR / "meta.json").is_file():
         data = cache.load(run_dir / DATASET_DIR)
     else:
-        options = config.data if data_dir is None else replace(config.data, data_dir=data_dir)
-        _, data = prepare_dataset(config.dataset, options)
+        _, data = prepare_dataset(config.dataset, relocated(config.data, data_dir))
     model = build_model(config.model, config.model_options, data.num_items)
     model.load_state_dict(load_file(str(run_dir / WEIGHTS)))
     return config, model, data
