@@ -166,7 +166,7 @@ def test_a_run_another_process_is_training_is_passed_over(tmp_path: Path, capsys
         assert main([*args, "--dry-run"]) == 0
         out = capsys.readouterr().out
         assert re.search(rf"{key} +running ", out)
-        assert "1 epochs logged, best valid NDCG@10 0.2500 at epoch 1, 0.1 h so far" in out
+        assert "1 epoch logged, best valid NDCG@10 0.2500 at epoch 1, 0.1 h so far" in out
         (runs / other).mkdir()  # trained by its worker, which now writes the record
         (runs / other / "final.json").write_text("{}")
         assert main([*args, "--dry-run"]) == 0

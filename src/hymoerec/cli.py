@@ -177,8 +177,8 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - begin
     state = "loaded from cache" if cached else "prepared and cached"
     print(
-        f"{source.name} ({_reading(source)}): {data.num_users:,} users, "
-        f"{data.num_items:,} items, {data.num_interactions:,} interactions; "
+        f"{source.name} ({_reading(source)}): {_plural(data.num_users, 'user')}, "
+        f"{_plural(data.num_items, 'item')}, {_plural(data.num_interactions, 'interaction')}; "
         f"{state} in {seconds:.3f} s"
     )
 
@@ -449,7 +449,9 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         data={k: v for k, v in _given_data_options(args).items() if k != "data_dir"},
     )
     done = [run for run in plan if reproduce.record_path(run, options).is_file()]
-    print(f"{len(plan)} runs planned, {len(done)} already recorded in {options.results}/")
+    print(
+        f"{_plural(len(plan), 'run')} planned, {len(done)} already recorded in {options.results}/"
+    )
     if args.dry_run:
         for run in plan:
             state, detail = reproduce.standing(run, options)

@@ -239,8 +239,9 @@ def standing(run: PlannedRun, options: ReproduceOptions) -> tuple[str, str]:
     if not epochs:
         return state, "a checkpoint, no epoch logged yet"
     best = max(epochs, key=lambda epoch: epoch["valid"]["NDCG@10"])
+    logged = f"{len(epochs)} epoch{'s' if len(epochs) != 1 else ''} logged"
     return state, (
-        f"{len(epochs)} epochs logged, best valid NDCG@10 {best['valid']['NDCG@10']:.4f}"
+        f"{logged}, best valid NDCG@10 {best['valid']['NDCG@10']:.4f}"
         f" at epoch {best['epoch']}, {epochs[-1]['elapsed'] / 3600:.1f} h so far"
     )
 

@@ -350,7 +350,8 @@ def fit(
         else:
             stale += 1
             if stale >= config.patience:
-                stopped = f"no validation improvement for {config.patience} epochs"
+                epochs = "epoch" if config.patience == 1 else "epochs"
+                stopped = f"no validation improvement for {config.patience} {epochs}"
         over_time = time.perf_counter() - began > 60 * config.max_minutes
         if stopped == "epochs" and config.max_minutes and over_time:
             stopped = f"time budget of {config.max_minutes} minutes"
