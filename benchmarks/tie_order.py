@@ -1,6 +1,7 @@
 """How much of a dataset's order is decided by ties of equal timestamps, and what the tie
 order does to the metrics of finished runs.
 
+    python benchmarks/tie_order.py                      # ml-100k in $HYMOEREC_DATA or ./data
     python benchmarks/tie_order.py --dataset ml-100k --data-dir ../shared/data
     python benchmarks/tie_order.py --runs runs/ties/ml-100k-hymoerec-item \\
         runs/ties/ml-100k-hymoerec-file
@@ -69,16 +70,19 @@ def run_row(directory: Path) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", help="a named dataset or a file with timestamps")
+    parser.add_argument(
+        "--dataset",
+        help="a named dataset or a file with timestamps (default ml-100k, unless --runs)",
+    )
     parser.add_argument("--data-dir", help="directory of the named datasets")
     parser.add_argument("--runs", nargs="*", default=[], help="finished run directories")
     args = parser.parse_args()
+    if not args.dataset and not args.runs:
+        args.dataset = "ml-100k"
     if args.dataset:
         print(json.dumps({"dataset": args.dataset, **tie_shares(args.dataset, args.data_dir)}))
     for run in args.runs:
         print(json.dumps(run_row(Path(run))))
-    if not args.dataset and not args.runs:
-        parser.error("give --dataset, --runs, or both")
 
 
 if __name__ == "__main__":

@@ -62,3 +62,19 @@ def test_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     train_speed.time_to_quality([run], (0.10, 0.15))
     row = capsys.readouterr().out.splitlines()[1].split("|")
     assert [c.strip() for c in row[1:5]] == ["sasrec", "50 (1)", "99 (2)", "0.1600 (2)"]
+
+
+def test_tie_order_runs_as_the_readme_writes_it(shared_data: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "tie_order.py"
+    env = {**os.environ, "HYMOEREC_DATA": str(shared_data), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    shares = json.loads(result.stdout)
+    assert shares["dataset"] == "ml-100k" and shares["interactions"] == 99_287
+    assert 0 < shares["neighbours_tied"] < 1

@@ -43,7 +43,7 @@ def test_evaluate_baselines_beat_chance(shared_data: Path, tmp_path: Path, capsy
         )
         assert code == 0
         report = json.loads(capsys.readouterr().out)
-        assert report["protocol"] == "history items ranked"
+        assert report["protocol"] == "full ranking, history items ranked"
         scores[model] = report["metrics"]["test"]["HR@10"]
     chance = 10 / 1349
     assert scores["pop"] > 2 * chance
@@ -73,3 +73,44 @@ def test_bad_option_exits_non_zero(capsys) -> None:  # type: ignore[no-untyped-d
     assert exit_info.value.code != 0
     assert main(["evaluate", "--model", "pop", "--dataset", "ml-1m", "--metrics", "HR@0"]) == 2
     assert "bad metric" in capsys.readouterr().err
+
+
+def test_evaluate_honours_its_options_on_a_run(
+    tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def report(*options: str) -> dict:  # type: ignore[type-arg]
+        assert main(["evaluate", str(tiny_run), "--json", *options]) == 0
+        return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+    default = report()
+    assert default["protocol"] == "full ranking, history items ranked"
+    assert list(default["metrics"]["test"]) == ["HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR@10"]
+    assert list(report("--metrics", "NDCG@20")["metrics"]["valid"]) == ["NDCG@20"]
+    # the batch size changes how users are grouped, never their ranks
+    assert report("--batch-size", "7")["metrics"] == default["metrics"]
+    # a history cut to its last item is another input: other metrics
+    assert report("--max-len", "1")["metrics"] != default["metrics"]
+    assert main(["evaluate", str(tiny_run), "--min-rating", "4"]) == 2
+    assert "--min-rating: a run is evaluated on the data it was trained on" in (
+        capsys.readouterr().err
+    )
+
+
+def test_demo_trains_on_the_data_it_describes(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from hymoerec.data import cache
+
+    common = ["demo", "ml-100k", "--data-dir", str(shared_data), "--cache-dir", str(tmp_path)]
+    assert main([*common, "--epochs", "0"]) == 2  # not the 5 epochs of the default
+    assert "train.epochs=0: must be at least 1" in capsys.readouterr().err
+    out = tmp_path / "demo"
+    options = ["--user-core", "20", "--epochs", "1", "--threads", "1", "--out", str(out)]
+    assert main([*common, *options]) == 0
+    printed = capsys.readouterr().out
+    assert "training HyMoERec for 1 epoch (" in printed
+    users = int(printed.splitlines()[2].split("|")[1].replace(",", ""))
+    assert users == cache.load(out / "dataset").num_users < 943  # trained on the 20-core data
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"]["user_core"] == 20

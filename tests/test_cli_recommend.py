@@ -53,6 +53,22 @@ def test_plot_writes_a_png(tiny_run: Path, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [out]  # no temporary file left behind
 
 
+def test_plot_writes_the_format_its_suffix_names(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    svg = tmp_path / "curves.svg"
+    assert main(["plot", str(tiny_run), "--out", str(svg)]) == 0
+    assert b"<svg" in svg.read_bytes()[:1000] and b"PNG" not in svg.read_bytes()[:8]
+    assert main(["plot", str(tiny_run), "--out", str(tmp_path / "curves.xyz")]) == 2
+    assert "cannot write xyz" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.svg"]
+
+
+def test_one_item_is_singular(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recommend", str(tiny_run), "--history", "50", "--k", "2"]) == 0
+    assert "top 2 for a history of 1 item (" in capsys.readouterr().out
+
+
 def test_plot_and_serve_reject_a_non_run_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -166,7 +166,7 @@ def test_a_run_another_process_is_training_is_passed_over(tmp_path: Path, capsys
         assert main([*args, "--dry-run"]) == 0
         out = capsys.readouterr().out
         assert re.search(rf"{key} +running ", out)
-        assert "1 epochs logged, best valid NDCG@10 0.2500 at epoch 1, 0.1 h so far" in out
+        assert "1 epoch logged, best valid NDCG@10 0.2500 at epoch 1, 0.1 h so far" in out
         (runs / other).mkdir()  # trained by its worker, which now writes the record
         (runs / other / "final.json").write_text("{}")
         assert main([*args, "--dry-run"]) == 0
@@ -203,3 +203,18 @@ for lock in locks:
 print("held", flush=True)
 time.sleep(120)
 """
+
+
+def test_reproduce_passes_the_data_options_to_every_run(tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "ml-100k-sasrec.yaml").write_text(
+        "model: sasrec\ndataset: ml-100k\ndata:\n  item_core: 3\n"
+    )
+    options = reproduce.ReproduceOptions(
+        configs=configs, data_dir="/d", threads=2, data={"min_rating": 4.0, "user_core": 10}
+    )
+    config = reproduce.run_config(reproduce.PlannedRun("ml-100k", "sasrec", "sasrec", 1), options)
+    assert (config.data.data_dir, config.data.min_rating) == ("/d", 4.0)
+    assert (config.data.user_core, config.data.item_core) == (10, 3)  # the config's kept
+    assert config.train.threads == 2

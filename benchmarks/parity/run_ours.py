@@ -58,7 +58,7 @@ def main() -> None:
     begin = time.perf_counter()
     final = train(config, run_dir, progress=False)
     train_seconds = time.perf_counter() - begin
-    _, model, _, data = load_run(run_dir)
+    _, model, data = load_run(run_dir)
     model.eval()
     max_len = options["max_len"]
     scorer = FactorScorer(model.next_item_hidden, model.item_weights())

@@ -10,10 +10,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hymoerec.data.cache import is_cached, load_dataset
+from hymoerec.config import DataConfig, data_source, from_dict, prepare_dataset
+from hymoerec.data.cache import is_cached, prepare
 from hymoerec.data.errors import DataError
-from hymoerec.data.protocol import TIE_ORDERS, ProtocolConfig, SequenceData, statistics
-from hymoerec.data.registry import READERS, Source, resolve
+from hymoerec.data.protocol import TIE_ORDERS, SequenceData, statistics
+from hymoerec.data.registry import READERS, Source
 
 # torch-backed modules are imported inside the commands that need them, so data commands
 # start fast and stay small.
@@ -53,10 +54,34 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
+
+
+# The data specification (hymoerec.config.DataConfig) as command-line options, the same for
+# every command that reads a dataset. Defaults are None so that an option given can be told
+# from one left out: a command that cannot honour an option given rejects it.
+DATA_OPTIONS = (
+    "data_dir",
+    "cache_dir",
+    "user_core",
+    "item_core",
+    "ties",
+    "format",
+    "user_col",
+    "item_col",
+    "time_col",
+    "rating_col",
+    "min_rating",
+    "sep",
+    "encoding",
+)
+
+
 def _add_dataset_options(parser: argparse.ArgumentParser, positional: bool = True) -> None:
     if positional:
         parser.add_argument("dataset", help="ml-1m, ml-100k, amazon-beauty, or a file path")
-    group = parser.add_argument_group("data")
+    group = parser.add_argument_group("data (run configs: the data section)")
     group.add_argument(
         "--data-dir",
         help="directory holding the named datasets (default: $HYMOEREC_DATA, else ./data)",
@@ -66,63 +91,95 @@ def _add_dataset_options(parser: argparse.ArgumentParser, positional: bool = Tru
         help="where prepared datasets are cached "
         "(default: $HYMOEREC_CACHE, else ~/.cache/hymoerec)",
     )
-    group.add_argument("--user-core", type=int, default=5, help="k-core threshold for users")
-    group.add_argument("--item-core", type=int, default=5, help="k-core threshold for items")
+    group.add_argument("--user-core", type=int, help="k-core threshold for users (default 5)")
+    group.add_argument("--item-core", type=int, help="k-core threshold for items (default 5)")
     group.add_argument(
         "--ties",
         choices=TIE_ORDERS,
-        default="file",
         help="order of one user's interactions with equal timestamps (default: the file's)",
     )
-    group.add_argument("--format", choices=sorted(READERS), help="format of a file dataset")
-    group.add_argument("--user-col", help="user column of a CSV/TSV/Parquet file")
-    group.add_argument("--item-col", help="item column of a CSV/TSV/Parquet file")
-    group.add_argument("--time-col", help="timestamp column of a CSV/TSV/Parquet file")
-    group.add_argument("--rating-col", help="rating column of a CSV/TSV/Parquet file")
+    group.add_argument(
+        "--format",
+        choices=sorted(READERS),
+        help="format of a file dataset (default: recognised from its content)",
+    )
+    group.add_argument("--user-col", help="user column of a table file (default: user_id, ...)")
+    group.add_argument("--item-col", help="item column of a table file (default: item_id, ...)")
+    group.add_argument(
+        "--time-col",
+        help="time column of a table file (default: timestamp, ...; '' = the file's order)",
+    )
+    group.add_argument("--rating-col", help="rating column of a table file (default: rating)")
     group.add_argument("--min-rating", type=float, help="drop interactions rated below this")
+    group.add_argument("--sep", help="field separator of a table file (default: from the file)")
+    group.add_argument("--encoding", help="text encoding (default: the format's)")
 
 
-def _reader_options(args: argparse.Namespace) -> dict[str, object]:
-    options: dict[str, object] = {}
-    for name in ("user_col", "item_col", "time_col", "rating_col", "min_rating"):
-        value = getattr(args, name)
+def _add_compute_options(parser: argparse.ArgumentParser, device: bool = True) -> None:
+    """--threads (and --device) for a command that computes."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: physical cores not kept busy by other processes)",
+    )
+    if device:
+        parser.add_argument("--device", help="auto (default), cpu or cuda[:N]")
+    parser.set_defaults(computes=True)
+
+
+def _given_data_options(args: argparse.Namespace) -> dict[str, object]:
+    """The data options given on the command line, by their config names."""
+    options = {}
+    for name in DATA_OPTIONS:
+        value = getattr(args, name, None)
         if value is not None:
-            options[name] = value
+            options[name] = "\t" if name == "sep" and value == "\\t" else value
     return options
 
 
+def _data_config(args: argparse.Namespace) -> DataConfig:
+    return from_dict(DataConfig, _given_data_options(args), "data.")
+
+
 def _load(args: argparse.Namespace, dataset: str) -> tuple[Source, SequenceData]:
-    protocol = ProtocolConfig(args.user_core, args.item_core, args.ties)
-    return load_dataset(
-        dataset, args.data_dir, args.cache_dir, protocol, args.format, _reader_options(args)
+    return prepare_dataset(dataset, _data_config(args))
+
+
+def _reading(source: Source) -> str:
+    """How a source is read, in words: its format and, for a table, its columns."""
+    options = ", ".join(
+        f"{key} {value!r}" for key, value in source.options.items() if key.endswith("_col")
     )
+    return f"format {source.format}" + (f"; {options}" if options else "")
 
 
 def cmd_data_stats(args: argparse.Namespace) -> None:
-    source, data = _load(args, args.dataset)
+    spec = _data_config(args)
+    source, data = prepare_dataset(args.dataset, spec)
     stats = statistics(data)
     stats["max_len"] = source.max_len
     if args.json:
         print(json.dumps(stats, indent=2))
         return
     print(
-        f"{source.name} ({source.path}, format {source.format}, "
-        f"{args.user_core}-core users / {args.item_core}-core items, leave-one-out)"
+        f"{source.name} ({source.path}, {_reading(source)}, "
+        f"{spec.user_core}-core users / {spec.item_core}-core items, leave-one-out)"
     )
     print(_table(["statistic", "value"], [[k, v] for k, v in stats.items()]))
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> None:
-    protocol = ProtocolConfig(args.user_core, args.item_core, args.ties)
-    source = resolve(args.dataset, args.data_dir, args.format, _reader_options(args))
-    cached = is_cached(source, protocol, args.cache_dir)
+    spec = _data_config(args)
+    source = data_source(args.dataset, spec)
+    cached = is_cached(source, spec.protocol(), spec.cache_dir)
     begin = time.perf_counter()
-    _, data = _load(args, args.dataset)
+    data = prepare(source, spec.protocol(), spec.cache_dir)
     seconds = time.perf_counter() - begin
     state = "loaded from cache" if cached else "prepared and cached"
     print(
-        f"{source.name}: {data.num_users:,} users, {data.num_items:,} items, "
-        f"{data.num_interactions:,} interactions; {state} in {seconds:.3f} s"
+        f"{source.name} ({_reading(source)}): {_plural(data.num_users, 'user')}, "
+        f"{_plural(data.num_items, 'item')}, {_plural(data.num_interactions, 'interaction')}; "
+        f"{state} in {seconds:.3f} s"
     )
 
 
@@ -131,14 +188,27 @@ def _metrics_table(report: dict[str, dict[str, float]], metrics: Sequence[str]) 
     return _table(["split", *metrics], rows)
 
 
+def _run_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Command-line options as a partial run config: --dataset, the data options,
+    --threads and --device."""
+    base: dict[str, object] = {}
+    for key in ("model", "dataset"):
+        if getattr(args, key, None):
+            base[key] = getattr(args, key)
+    data = _given_data_options(args)
+    if data:
+        base["data"] = data
+    train = {k: getattr(args, k) for k in ("threads", "device") if getattr(args, k) is not None}
+    if train:
+        base["train"] = train
+    return base
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from hymoerec.config import load_run_config
     from hymoerec.training.run import train
 
-    base = {k: v for k, v in (("model", args.model), ("dataset", args.dataset)) if v}
-    if args.data_dir:
-        base["data"] = {"data_dir": args.data_dir}
-    config = load_run_config(args.config, args.set or [], base)
+    config = load_run_config(args.config, args.set or [], _run_overrides(args))
     out = (
         Path(args.out)
         if args.out
@@ -157,29 +227,72 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"run directory: {out}")
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    if args.run_dir is not None:
-        from hymoerec.training.run import evaluate_run
+def _protocol(exclude_history: bool) -> str:
+    kept = "excluded" if exclude_history else "ranked"
+    return f"full ranking, history items {kept}"
 
-        if args.model is not None:
-            raise DataError("give either a run directory or --model, not both")
-        report = evaluate_run(Path(args.run_dir), args.exclude_history)
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            kept = "excluded" if args.exclude_history else "ranked"
-            print(f"{args.run_dir}: full ranking, history items {kept}")
-            print(_metrics_table(report, DEFAULT_METRICS))
-        return
-    from hymoerec.evaluation.baselines import BASELINES
-    from hymoerec.evaluation.evaluator import evaluate
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
     from hymoerec.evaluation.metrics import parse_metric
 
-    metrics = [m.strip() for m in args.metrics.split(",")]
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     for m in metrics:
         parse_metric(m)
+    if args.run_dir is not None:
+        _evaluate_run(args, metrics)
+    else:
+        _evaluate_baseline(args, metrics)
+
+
+def _evaluate_run(args: argparse.Namespace, metrics: list[str]) -> None:
+    import yaml
+
+    from hymoerec.training.run import evaluate_run
+
+    if args.model is not None or args.dataset is not None:
+        raise DataError("give either a run directory or --model and --dataset, not both")
+    fixed = sorted(set(_given_data_options(args)) - {"data_dir"})
+    if fixed:
+        flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
+        raise DataError(
+            f"{flags}: a run is evaluated on the data it was trained on (kept in the run "
+            f"directory); these options apply to `evaluate --model ... --dataset ...`"
+        )
+    run_dir = Path(args.run_dir)
+    report = evaluate_run(
+        run_dir,
+        args.exclude_history,
+        metrics,
+        args.max_len,
+        args.batch_size,
+        args.device,
+        args.data_dir,
+    )
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    protocol = _protocol(args.exclude_history)
+    if args.json:
+        result = {
+            "run": str(run_dir.resolve()),
+            "model": config["model"],
+            "dataset": config["dataset"],
+            "protocol": protocol,
+            "metrics": {split: report[split] for split in ("valid", "test")},
+            "seconds": report["seconds"]["total"],
+        }
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{args.run_dir}: {protocol}")
+    print(_metrics_table(report, metrics))
+
+
+def _evaluate_baseline(args: argparse.Namespace, metrics: list[str]) -> None:
+    from hymoerec.evaluation.baselines import BASELINES
+    from hymoerec.evaluation.evaluator import evaluate
+    from hymoerec.runtime import resolve_device
+
     if args.model is None or args.dataset is None:
-        raise DataError("evaluate needs --model and --dataset")
+        raise DataError("evaluate needs a run directory, or --model and --dataset")
+    device = resolve_device(args.device or "cpu")
     source, data = _load(args, args.dataset)
     scorer = BASELINES[args.model](data)
     max_len = args.max_len or source.max_len
@@ -190,14 +303,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             data,
             split,
             max_len,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or 1024,
             exclude_history=args.exclude_history,
+            device=device,
             progress=True,
         )
         summary = result.summary(metrics)
         report[split] = summary
         rows.append([split, *summary.values()])
-    protocol = "history items excluded" if args.exclude_history else "history items ranked"
+    protocol = _protocol(args.exclude_history)
     if args.json:
         print(
             json.dumps(
@@ -212,8 +326,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         )
         return
     print(
-        f"{args.model} on {source.name}: full ranking over {data.num_items:,} items, "
-        f"{protocol}, {data.num_users:,} users"
+        f"{args.model} on {source.name}: {protocol}, over {_plural(data.num_items, 'item')}, "
+        f"{_plural(data.num_users, 'user')}"
     )
     print(_table(["split", *metrics], rows))
 
@@ -254,7 +368,7 @@ def cmd_recommend(args: argparse.Namespace) -> None:
     else:
         history = [item.strip() for item in args.history.split(",") if item.strip()]
         result = recommender.recommend(history, args.k, not args.include_seen)
-        about = f"a history of {len(history)} items"
+        about = f"a history of {_plural(len(history), 'item')}"
     if args.json:
         report = {"unknown": result.unknown, "fallback": result.fallback, "items": result.rows()}
         print(json.dumps(report, indent=2, ensure_ascii=False))
@@ -331,9 +445,13 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         data_dir=args.data_dir,
         max_minutes=args.max_minutes,
         device=args.device,
+        threads=args.threads,
+        data={k: v for k, v in _given_data_options(args).items() if k != "data_dir"},
     )
     done = [run for run in plan if reproduce.record_path(run, options).is_file()]
-    print(f"{len(plan)} runs planned, {len(done)} already recorded in {options.results}/")
+    print(
+        f"{_plural(len(plan), 'run')} planned, {len(done)} already recorded in {options.results}/"
+    )
     if args.dry_run:
         for run in plan:
             state, detail = reproduce.standing(run, options)
@@ -408,13 +526,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from hymoerec.recommend import Recommender
     from hymoerec.training.run import train
 
-    source, data = _load(args, args.dataset)
+    # one config for the statistics shown and the run trained: the same data options
+    overrides = _run_overrides(args)
+    overrides["model"] = "hymoerec"
+    overrides["dataset"] = args.dataset
+    config = load_run_config(None, [], overrides)
+    source, data = prepare_dataset(args.dataset, config.data)
     sizes = [[source.name, data.num_users, data.num_items, data.num_interactions]]
     print(_table(["dataset", "users", "items", "interactions"], sizes))
-    epochs = args.epochs or DEMO_EPOCHS.get(source.name, 5)
-    overrides = {"model": "hymoerec", "dataset": args.dataset, "data": {}}
-    if args.data_dir:
-        overrides["data"] = {"data_dir": args.data_dir}
+    epochs = args.epochs if args.epochs is not None else DEMO_EPOCHS.get(source.name, 5)
     settings = [f"train.epochs={epochs}", "train.batch_size=32", "train.warmup_steps=100"]
     config = load_run_config(None, settings, overrides)
     out = (
@@ -422,14 +542,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
         if args.out
         else Path("runs") / (f"demo-{source.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     )
-    print(f"\ntraining HyMoERec for {epochs} epochs (a short demo run) ...")
+    print(f"\ntraining HyMoERec for {_plural(epochs, 'epoch')} (a short demo run) ...")
     final = train(config, out, progress=True)
     print(f"\n{final['protocol']}; best epoch {final['best_epoch']} of {final['epochs_run']}")
     print(_metrics_table({"valid": final["valid"], "test": final["test"]}, DEFAULT_METRICS))
-    recommender = Recommender.load(out)
+    recommender = Recommender.load(out, config.train.device)
     user = data.users.external[0]
     history = recommender.user_history(user)
-    print(f"\nuser {user}: {len(history)} interactions; the last five:")
+    print(f"\nuser {user}: {_plural(len(history), 'interaction')}; the last five:")
     for item in history[-5:]:
         print(f"  {item}  {recommender.metadata.get(item, {}).get('title', '')}")
     print(f"top 10 for user {user} (seen items excluded):")
@@ -473,7 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one option, e.g. train.lr=0.002 or model_options.moe.top_k=1",
     )
-    tr.add_argument("--data-dir", help="directory of the named datasets")
+    _add_dataset_options(tr, positional=False)
+    _add_compute_options(tr)
     tr.add_argument("--out", help="run directory to create (default runs/MODEL-DATASET-TIME)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.add_argument(
@@ -500,9 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--max-len",
         type=int,
-        help="history length seen by the model (default: the dataset's, 200 for ML, 50 for Beauty)",
+        help="history length seen by the model (default: the run's; for --model the "
+        "dataset's, 200 for MovieLens, 50 otherwise)",
     )
-    ev.add_argument("--batch-size", type=int, default=1024, help="users scored at once")
+    ev.add_argument(
+        "--batch-size", type=int, help="users scored at once (default: the run's; 1024)"
+    )
+    _add_compute_options(ev)
     ev.add_argument(
         "--exclude-history",
         action="store_true",
@@ -523,11 +648,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     rec.add_argument("--data-dir", help="data directory, for runs without a stored dataset")
     rec.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_compute_options(rec, device=False)
     rec.set_defaults(handler=cmd_recommend)
 
-    pl = commands.add_parser("plot", help="training curves of a run as PNG")
+    pl = commands.add_parser("plot", help="training curves of a run as PNG (or SVG, PDF)")
     pl.add_argument("run_dir", help="a run directory written by `hymoerec train`")
-    pl.add_argument("--out", help="PNG file to write (default RUN_DIR/training.png)")
+    pl.add_argument(
+        "--out", help="file to write, its format from its suffix (default RUN_DIR/training.png)"
+    )
     pl.set_defaults(handler=cmd_plot)
 
     sv = commands.add_parser("serve", help="HTTP service: POST /recommend, GET /items/{id}")
@@ -553,6 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("dataset", nargs="?", default="ml-1m", help="ml-1m (default) or ml-100k")
     _add_dataset_options(demo, positional=False)
+    _add_compute_options(demo)
     demo.add_argument("--epochs", type=int, help="training epochs (default 3 ML-1M, 15 ML-100K)")
     demo.add_argument("--out", help="run directory (default runs/demo-DATASET-TIME)")
     demo.set_defaults(handler=cmd_demo)
@@ -575,11 +704,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--configs", default="configs", help="directory of DATASET-MODEL.yaml")
     rp.add_argument("--runs-dir", default="runs/reproduce", help="run directories (not in git)")
     rp.add_argument("--results", default="results", help="one JSON record per finished run")
-    rp.add_argument("--data-dir", help="directory of the named datasets")
+    _add_dataset_options(rp, positional=False)
+    _add_compute_options(rp)
     rp.add_argument(
         "--max-minutes", type=float, default=0.0, help="training cap per run; 0 = none (paper)"
     )
-    rp.add_argument("--device", help="override train.device of the configs (cpu, cuda)")
     rp.add_argument(
         "--dry-run", action="store_true", help="print the plan and how far each run has got"
     )
@@ -634,6 +763,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
+        if getattr(args, "computes", False):  # one thread rule for every computing command
+            from hymoerec.runtime import configure_threads
+
+            configure_threads(args.threads)
         args.handler(args)
     except (DataError, ValueError, OSError) as error:
         print(f"hymoerec: error: {error}", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -11,7 +13,10 @@ from typing import Any, TypeVar
 
 import yaml
 
-from hymoerec.data.protocol import TIE_ORDERS
+from hymoerec.data.cache import prepare
+from hymoerec.data.protocol import TIE_ORDERS, ProtocolConfig, SequenceData
+from hymoerec.data.registry import DATA_DIR_ENV, READERS, Source, resolve
+from hymoerec.runtime import DeviceError, check_device_name
 
 T = TypeVar("T")
 
@@ -22,15 +27,65 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Which data and how it is read and filtered: the one data specification shared by
+    every command (``--data-dir``, ``--format``, ``--user-col`` ...) and by run configs
+    (``data.format``, ``data.user_col`` ...). A run records it resolved: absolute paths,
+    the format and columns that were recognised."""
+
     data_dir: str | None = None  # directory of the named datasets (default $HYMOEREC_DATA)
     cache_dir: str | None = None  # prepared-dataset cache (default $HYMOEREC_CACHE)
     user_core: int = 5  # k-core threshold for users (paper: 5)
     item_core: int = 5  # k-core threshold for items (paper: 5)
     ties: str = "file"  # order of equal timestamps: file, item (id order) or shuffle
+    format: str | None = None  # a file's format; None = recognised from its content
+    user_col: str | None = None  # table files: user column (None = a usual name, e.g. user_id)
+    item_col: str | None = None  # table files: item column (None = a usual name, e.g. item_id)
+    time_col: str | None = None  # table files: time column; "" = none, keep the file's order
+    rating_col: str | None = None  # table files: rating column (needed by min_rating)
+    min_rating: float | None = None  # drop interactions rated below this (rated formats)
+    sep: str | None = None  # table files: field separator (None = from suffix or header)
+    encoding: str | None = None  # text encoding (None = the format's: latin-1 for .dat)
 
     def __post_init__(self) -> None:
         if self.ties not in TIE_ORDERS:
             raise ConfigError(f"data.ties={self.ties!r}: must be one of {', '.join(TIE_ORDERS)}")
+        for name in ("user_core", "item_core"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.{name}={getattr(self, name)}: must be at least 1")
+        if self.format is not None and self.format not in READERS:
+            known = ", ".join(sorted(READERS))
+            raise ConfigError(f"data.format={self.format!r}: expected one of {known}")
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ConfigError(f"data.encoding={self.encoding!r}: unknown encoding") from None
+
+    def protocol(self) -> ProtocolConfig:
+        return ProtocolConfig(self.user_core, self.item_core, self.ties)
+
+    def reader_options(self) -> dict[str, Any]:
+        """The reading options given (None = not given), as ``resolve`` takes them."""
+        names = ("user_col", "item_col", "time_col", "rating_col", "min_rating", "sep", "encoding")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+def relocated(data: DataConfig, data_dir: str | Path | None) -> DataConfig:
+    """``data`` of a saved run, its data directory moved to ``data_dir``, else to
+    $HYMOEREC_DATA when set: the data of an old run lies where this machine keeps it."""
+    moved = data_dir or os.environ.get(DATA_DIR_ENV)
+    return data if not moved else dataclasses.replace(data, data_dir=str(moved))
+
+
+def data_source(dataset: str, data: DataConfig) -> Source:
+    """The file ``dataset`` names and how to read it, under the options of ``data``."""
+    return resolve(dataset, data.data_dir, data.format, data.reader_options())
+
+
+def prepare_dataset(dataset: str, data: DataConfig) -> tuple[Source, SequenceData]:
+    """``dataset`` read, filtered and split under ``data``, from the cache when possible."""
+    source = data_source(dataset, data)
+    return source, prepare(source, data.protocol(), data.cache_dir)
 
 
 # ce: textbook full softmax; chunked_ce: same values and gradients, bounded memory;
@@ -59,7 +114,7 @@ class TrainConfig:
     gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 = plain BCE (gSASRec uses 0.75)
     bf16: bool = False  # bfloat16 autocast for the forward pass
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
-    threads: int = 0  # torch CPU threads; 0 = torch's default
+    threads: int = 0  # torch CPU threads; 0 = automatic (see hymoerec.runtime)
     # also rank validation with each user's history excluded, every epoch (metrics.jsonl
     # "valid_history_excluded"); model selection stays on the paper's ranking ("valid")
     valid_history_excluded: bool = False
@@ -84,8 +139,10 @@ class TrainConfig:
             raise ConfigError(f"train.loss={self.loss!r}: expected one of {', '.join(LOSS_NAMES)}")
         if not 0 <= self.gbce_t <= 1:
             raise ConfigError(f"train.gbce_t={self.gbce_t}: must be in [0, 1]")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"train.device={self.device!r}: expected auto, cpu or cuda[:N]")
+        try:
+            check_device_name(self.device)
+        except DeviceError as error:
+            raise ConfigError(f"train.{error}") from None
 
 
 @dataclass(frozen=True)

@@ -55,14 +55,23 @@ def plot_training(run_dir: Path, out: Path | None = None) -> Path:
 
 
 def save_png(figure: Any, path: Path, dpi: int = 120) -> Path:
-    """Save and close ``figure``; written beside ``path`` and renamed into place, so a
-    failure leaves no half-written PNG."""
+    """Save and close ``figure`` in the format its suffix names (PNG, SVG, PDF ...);
+    written beside ``path`` and renamed into place, so a failure leaves no half-written
+    file. A suffix matplotlib cannot write is an error naming the ones it can."""
     import matplotlib.pyplot as plt
 
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    kind = path.suffix.lower().lstrip(".")
+    supported = figure.canvas.get_supported_filetypes()
+    if kind not in supported:
+        plt.close(figure)
+        raise DataError(
+            f"{path}: cannot write {kind or 'a file without a suffix'}; use "
+            f"one of .{', .'.join(sorted(supported))}"
+        )
+    handle, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
     os.close(handle)
     try:
-        figure.savefig(tmp, dpi=dpi)
+        figure.savefig(tmp, dpi=dpi, format=kind)
         os.replace(tmp, path)
     finally:
         plt.close(figure)

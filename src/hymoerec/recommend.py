@@ -21,14 +21,15 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from hymoerec.config import ConfigError, RunConfig, from_dict
+from hymoerec.config import ConfigError, RunConfig, from_dict, prepare_dataset, relocated
 from hymoerec.data import cache
 from hymoerec.data.interactions import PAD
 from hymoerec.data.metadata import load_metadata
-from hymoerec.data.protocol import ProtocolConfig, SequenceData
+from hymoerec.data.protocol import SequenceData
 from hymoerec.evaluation.topk import chunked_topk
 from hymoerec.models import build_model
 from hymoerec.models.base import SequentialModel
+from hymoerec.runtime import resolve_device
 
 WEIGHTS = "model.safetensors"
 DATASET_DIR = "dataset"
@@ -63,12 +64,6 @@ class Recommendation:
                 zip(self.items, self.scores, self.metadata, strict=True), start=1
             )
         ]
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class Recommender:
@@ -116,17 +111,13 @@ class Recommender:
         if (run / DATASET_DIR / "meta.json").is_file():
             data = cache.load(run / DATASET_DIR)
         else:
-            options = config.data
-            protocol = ProtocolConfig(options.user_core, options.item_core, options.ties)
-            source, data = cache.load_dataset(
-                config.dataset, data_dir or config.data.data_dir, config.data.cache_dir, protocol
-            )
+            source, data = prepare_dataset(config.dataset, relocated(config.data, data_dir))
             metadata = load_metadata(source)
         model = build_model(config.model, config.model_options, data.num_items)
         model.load_state_dict(load_file(str(run / WEIGHTS)))
         max_len = config.train.max_len or 200
         name = f"{config.model} on {config.dataset}"
-        return cls(model, data, max_len, metadata, _resolve_device(device), name)
+        return cls(model, data, max_len, metadata, resolve_device(device), name)
 
     @property
     def num_items(self) -> int:

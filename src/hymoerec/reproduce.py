@@ -22,7 +22,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,8 @@ class ReproduceOptions:
     data_dir: str | None = None
     max_minutes: float = 0.0  # training cap per run; 0 = the paper's early stopping alone
     device: str | None = None  # overrides train.device of the configs
+    threads: int | None = None  # overrides train.threads of the configs
+    data: dict[str, Any] = field(default_factory=dict)  # overrides of their data sections
 
 
 def run_config(run: PlannedRun, options: ReproduceOptions) -> RunConfig:
@@ -141,9 +143,13 @@ def run_config(run: PlannedRun, options: ReproduceOptions) -> RunConfig:
         settings.append(f"train.max_minutes={options.max_minutes}")
     if options.device:
         settings.append(f"train.device={options.device}")
-    if options.data_dir:  # an override, so a config's own data section keeps its other keys
-        settings.append(f"data.data_dir={options.data_dir}")
-    return load_run_config(path, settings)
+    if options.threads:
+        settings.append(f"train.threads={options.threads}")
+    data = dict(options.data)
+    if options.data_dir:
+        data["data_dir"] = options.data_dir
+    # merged key by key, so a config's own data section keeps its other keys
+    return load_run_config(path, settings, {"data": data} if data else None)
 
 
 def record_path(run: PlannedRun, options: ReproduceOptions) -> Path:
@@ -233,8 +239,9 @@ def standing(run: PlannedRun, options: ReproduceOptions) -> tuple[str, str]:
     if not epochs:
         return state, "a checkpoint, no epoch logged yet"
     best = max(epochs, key=lambda epoch: epoch["valid"]["NDCG@10"])
+    logged = f"{len(epochs)} epoch{'s' if len(epochs) != 1 else ''} logged"
     return state, (
-        f"{len(epochs)} epochs logged, best valid NDCG@10 {best['valid']['NDCG@10']:.4f}"
+        f"{logged}, best valid NDCG@10 {best['valid']['NDCG@10']:.4f}"
         f" at epoch {best['epoch']}, {epochs[-1]['elapsed'] / 3600:.1f} h so far"
     )
 

@@ -132,6 +132,17 @@ def test_resume_refuses_another_config(shared_data: Path, tmp_path: Path, cache_
     assert (partial / CHECKPOINT).exists()  # an unrelated interrupted run is left alone
 
 
+def test_an_interrupted_run_names_resume(tmp_path: Path) -> None:
+    resolved = yaml.safe_load(
+        yaml.safe_dump({"model": "sasrec", "dataset": "d", **_defaults("sasrec")})
+    )
+    partial = partial_dir(tmp_path / "run")
+    partial.mkdir()
+    (partial / CHECKPOINT).write_bytes(b"")
+    with pytest.raises(ConfigError, match="the same command and --resume, or delete"):
+        _partial(tmp_path / "run", resolved, resume=False)
+
+
 def test_an_option_newer_than_the_run_resumes_only_at_its_default(tmp_path: Path) -> None:
     resolved = yaml.safe_load(
         yaml.safe_dump({"model": "sasrec", "dataset": "d", **_defaults("sasrec")})

@@ -9,12 +9,15 @@ serves, and recommendations then carry raw item ids only. Known layouts:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hymoerec.data.errors import DataError, MalformedRowError
 from hymoerec.data.registry import Source
+
+log = logging.getLogger(__name__)
 
 ItemMetadata = dict[str, dict[str, Any]]  # external item id -> fields
 
@@ -25,17 +28,22 @@ _100K_GENRES = (
 )  # fmt: skip
 
 
-def _lines(path: Path, encoding: str) -> list[str]:
-    try:
-        return path.read_text(encoding=encoding).splitlines()
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not {encoding} text ({error.reason})") from error
+def _lines(path: Path, encodings: tuple[str, ...]) -> list[str]:
+    """The file's lines in the first of ``encodings`` that decodes it."""
+    data = path.read_bytes()
+    for encoding in encodings:
+        try:
+            return data.decode(encoding).removeprefix("\ufeff").splitlines()
+        except UnicodeDecodeError as error:
+            problem = error.reason
+    raise DataError(f"{path}: not {' or '.join(encodings)} text ({problem})")
 
 
 def read_movielens_movies(path: Path) -> ItemMetadata:
-    """``movies.dat``: ``MovieID::Title::Genres``."""
+    """``movies.dat``: ``MovieID::Title::Genres``. GroupLens ships it in ISO-8859-1; a
+    UTF-8 copy (as some mirrors re-encode it) is read as UTF-8."""
     metadata: ItemMetadata = {}
-    for number, line in enumerate(_lines(path, "utf-8"), start=1):
+    for number, line in enumerate(_lines(path, ("utf-8", "iso-8859-1")), start=1):
         if not line.strip():
             continue
         fields = line.split("::")
@@ -49,7 +57,7 @@ def read_movielens_movies(path: Path) -> ItemMetadata:
 def read_movielens_100k_items(path: Path) -> ItemMetadata:
     """``u.item`` (ISO-8859-1): id, title, dates, URL and 19 genre flags, ``|``-separated."""
     metadata: ItemMetadata = {}
-    for number, line in enumerate(_lines(path, "latin-1"), start=1):
+    for number, line in enumerate(_lines(path, ("iso-8859-1",)), start=1):
         if not line.strip():
             continue
         fields = line.split("|")
@@ -61,18 +69,28 @@ def read_movielens_100k_items(path: Path) -> ItemMetadata:
     return metadata
 
 
-# dataset name -> (file beside the interactions, its reader)
+# dataset name, or a file's format -> (file beside the interactions, its reader)
 METADATA_FILES: dict[str, tuple[str, Callable[[Path], ItemMetadata]]] = {
     "ml-1m": ("movies.dat", read_movielens_movies),
     "ml-100k": ("u.item", read_movielens_100k_items),
+    "movielens-dat": ("movies.dat", read_movielens_movies),
+    "movielens-100k": ("u.item", read_movielens_100k_items),
 }
 
 
 def load_metadata(source: Source) -> ItemMetadata:
-    """The metadata of ``source``'s dataset, or {} when it has no metadata file."""
-    known = METADATA_FILES.get(source.name)
+    """The metadata of ``source``'s dataset, or {} when it has none. Titles are a nicety:
+    a metadata file that cannot be read is reported as a warning and skipped, so it never
+    stops training or serving."""
+    known = METADATA_FILES.get(source.name) or METADATA_FILES.get(source.format)
     if known is None:
         return {}
     filename, reader = known
     path = source.path.parent / filename
-    return reader(path) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        return reader(path)
+    except (DataError, OSError) as error:
+        log.warning("warning: item metadata not used, recommendations show ids only: %s", error)
+        return {}

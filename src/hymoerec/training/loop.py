@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from hymoerec import runtime
 from hymoerec.config import TrainConfig
 from hymoerec.data.batches import right_padded
 from hymoerec.data.interactions import PAD
@@ -53,12 +54,8 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 def resolve_device(name: str, world: World | None = None) -> torch.device:
     """The configured device; in a data-parallel run on GPUs, this process's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and world is not None and world.distributed:
-        return torch.device("cuda", world.local_rank)
-    return device
+    local_rank = world.local_rank if world is not None and world.distributed else None
+    return runtime.resolve_device(name, local_rank)
 
 
 def item_counts(data: SequenceData) -> np.ndarray:
@@ -181,8 +178,7 @@ class Trainer:
         world: World | None = None,
     ) -> None:
         self.rng = seed_everything(config.seed)
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        runtime.configure_threads(config.threads)
         self.world = world or World()
         self.device = resolve_device(config.device, self.world)
         self.model = model.to(self.device)
@@ -356,7 +352,8 @@ def fit(
         else:
             stale += 1
             if stale >= config.patience:
-                stopped = f"no validation improvement for {config.patience} epochs"
+                epochs = "epoch" if config.patience == 1 else "epochs"
+                stopped = f"no validation improvement for {config.patience} {epochs}"
         over_time = time.perf_counter() - began > 60 * config.max_minutes
         if stopped == "epochs" and config.max_minutes and over_time:
             stopped = f"time budget of {config.max_minutes} minutes"

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +31,19 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from hymoerec.config import ConfigError, DataConfig, RunConfig, TrainConfig, from_dict, to_dict
-from hymoerec.data import cache
-from hymoerec.data.cache import load_dataset
+from hymoerec.config import (
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    TrainConfig,
+    from_dict,
+    prepare_dataset,
+    relocated,
+    to_dict,
+)
+from hymoerec.data import cache, registry
 from hymoerec.data.metadata import load_metadata
-from hymoerec.data.protocol import ProtocolConfig, SequenceData
+from hymoerec.data.protocol import SequenceData
 from hymoerec.data.registry import Source
 from hymoerec.evaluation.evaluator import FactorScorer
 from hymoerec.evaluation.metrics import DEFAULT_METRICS
@@ -53,6 +64,7 @@ WEIGHTS = "model.safetensors"
 DATASET_DIR = "dataset"  # the prepared sequences, so a run serves without the raw files
 ITEMS = "items.json"
 TEST_RANKS = "test_ranks.npy"
+log = logging.getLogger(__name__)
 
 
 def partial_dir(run_dir: Path) -> Path:
@@ -61,12 +73,36 @@ def partial_dir(run_dir: Path) -> Path:
 
 
 def load_data(config: RunConfig) -> tuple[Source, SequenceData]:
-    protocol = ProtocolConfig(config.data.user_core, config.data.item_core, config.data.ties)
-    return load_dataset(config.dataset, config.data.data_dir, config.data.cache_dir, protocol)
+    return prepare_dataset(config.dataset, config.data)
 
 
 def history_length(config: RunConfig, source: Source) -> int:
-    return config.train.max_len or source.max_len
+    """``train.max_len``, else the dataset's default (200 for MovieLens, 50 otherwise)."""
+    if config.train.max_len:
+        return config.train.max_len
+    log.info(
+        "history length %d: the default for %s (format %s); train.max_len sets another",
+        source.max_len,
+        source.name,
+        source.format,
+    )
+    return source.max_len
+
+
+def resolved_data(config: RunConfig, source: Source) -> tuple[str, dict[str, Any]]:
+    """The dataset and data options as a run records them: absolute paths, so the run
+    directory works from any working directory, and for a file the format, columns and
+    separator that were recognised, so its reading is written down."""
+    data = to_dict(config.data)
+    data["data_dir"] = str(registry.data_dir(config.data.data_dir).resolve())
+    data["cache_dir"] = str(cache.cache_dir(config.data.cache_dir).resolve())
+    if config.dataset in registry.DATASETS:
+        return config.dataset, data
+    data["format"] = source.format
+    for key, value in source.options.items():
+        if key in data:
+            data[key] = "" if key == "time_col" and value is None else value
+    return str(source.path.resolve()), data
 
 
 def model_options(config: RunConfig, max_len: int) -> dict[str, Any]:
@@ -106,8 +142,11 @@ def train(
         shutdown(world)
 
 
-def _resolved(config: RunConfig, model: SequentialModel, max_len: int) -> dict[str, Any]:
+def _resolved(
+    config: RunConfig, model: SequentialModel, max_len: int, source: Source
+) -> dict[str, Any]:
     resolved = to_dict(config)
+    resolved["dataset"], resolved["data"] = resolved_data(config, source)
     resolved["model_options"] = dataclasses.asdict(model.config)
     resolved["train"]["max_len"] = max_len
     return resolved
@@ -145,10 +184,18 @@ def _partial(run_dir: Path, resolved: dict[str, Any], resume: bool) -> tuple[Pat
         partial.mkdir()
         return partial, False
     if not resume:
-        raise ConfigError(f"{partial} holds an interrupted run; resume it or delete it")
-    saved = yaml.safe_load((partial / "config.yaml").read_text())
+        raise ConfigError(
+            f"{partial} holds an interrupted run: continue it with the same command and "
+            f"--resume, or delete {partial} to start again"
+        )
+    saved = _with_defaults(
+        yaml.safe_load((partial / "config.yaml").read_text()), _defaults(resolved["model"])
+    )
     current = yaml.safe_load(yaml.safe_dump(resolved))  # compared as YAML sees them
-    if _with_defaults(saved, _defaults(resolved["model"])) != current:
+    for config in (saved, current):  # where the files lie is no part of the run
+        for key in ("data_dir", "cache_dir"):
+            config["data"].pop(key, None)
+    if saved != current:
         raise ConfigError(f"{partial} was started with another config; delete it to restart")
     return partial, True
 
@@ -171,7 +218,7 @@ def _train(
         return {}
 
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    resolved = _resolved(config, model, max_len)
+    resolved = _resolved(config, model, max_len, source)
     tmp, resuming = _partial(run_dir, resolved, resume)
     checkpoint = tmp / CHECKPOINT
     try:
@@ -281,27 +328,48 @@ def run_penalty(run_dir: Path) -> float:
     return float(fitted["penalty"]) if fitted else 0.0
 
 
-def load_run(run_dir: Path) -> tuple[RunConfig, SequentialModel, Source, SequenceData]:
+def load_run(
+    run_dir: Path, data_dir: str | None = None
+) -> tuple[RunConfig, SequentialModel, SequenceData]:
+    """A finished run's config, model (best weights) and prepared data. The data is the
+    run's own copy (``dataset/``); a run written before runs kept one is prepared again
+    from its dataset, found in ``data_dir`` (else $HYMOEREC_DATA, else where it was)."""
     config_path = run_dir / "config.yaml"
     if not config_path.is_file() or not (run_dir / WEIGHTS).is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml / {WEIGHTS})")
     config = from_dict(RunConfig, yaml.safe_load(config_path.read_text()))
-    source, data = load_data(config)
+    if (run_dir / DATASET_DIR / "meta.json").is_file():
+        data = cache.load(run_dir / DATASET_DIR)
+    else:
+        _, data = prepare_dataset(config.dataset, relocated(config.data, data_dir))
     model = build_model(config.model, config.model_options, data.num_items)
     model.load_state_dict(load_file(str(run_dir / WEIGHTS)))
-    return config, model, source, data
+    return config, model, data
 
 
 def evaluate_run(
-    run_dir: Path, exclude_history: bool = False, seen_penalty: float | None = None
+    run_dir: Path,
+    exclude_history: bool = False,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    max_len: int | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    data_dir: str | None = None,
+    seen_penalty: float | None = None,
 ) -> dict[str, dict[str, float]]:
     """Re-score a finished run on validation and test; with ``exclude_history`` the items
     of each user's history are taken out of the ranking (the paper's protocol keeps them).
-    ``seen_penalty`` overrides the penalty the run learned (``train.seen_penalty``)."""
-    config, model, source, data = load_run(run_dir)
-    device = resolve_device(config.train.device)
-    model.to(device)
-    max_len = history_length(config, source)
+    ``max_len``, ``batch_size`` and ``device`` default to the run's own; ``seen_penalty``
+    overrides the penalty the run learned (``train.seen_penalty``)."""
+    config, model, data = load_run(run_dir, data_dir)
+    train_config = config.train
+    if batch_size is not None:
+        train_config = replace(train_config, eval_batch_size=batch_size)
+    if device is not None:
+        train_config = replace(train_config, device=device)
+    resolved = resolve_device(train_config.device)
+    model.to(resolved)
+    length = max_len or config.train.max_len
     penalty = run_penalty(run_dir) if seen_penalty is None else seen_penalty
     begin = time.perf_counter()
     report = {
@@ -309,12 +377,12 @@ def evaluate_run(
             model,
             data,
             split,
-            max_len,
-            config.train,
-            device,
+            length,
+            train_config,
+            resolved,
             exclude_history=exclude_history,
             seen_penalty=penalty,
-        ).summary()
+        ).summary(metrics)
         for split in ("valid", "test")
     }
     report["seconds"] = {"total": time.perf_counter() - begin}

@@ -1,0 +1,58 @@
+"""The device and thread rules every computing command goes through."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hymoerec.cli import main
+from hymoerec.runtime import DeviceError, configure_threads, default_threads, resolve_device
+
+
+def test_default_threads_follow_free_physical_cores() -> None:
+    eight = set(range(8))
+    # a quiet machine: one thread per physical core, not per hyper-thread
+    assert default_threads(eight, load=0.0, processes=1, cores=4) == 4
+    # other processes keep 3 CPUs busy: 5 left, still at most the 4 cores
+    assert default_threads(eight, load=3.2, processes=1, cores=4) == 4
+    # load 7 on 8 CPUs: one CPU free, one thread (torch's default would spin 8)
+    assert default_threads(eight, load=7.0, processes=1, cores=4) == 1
+    # an affinity mask of 2 CPUs bounds it whatever the machine has
+    assert default_threads({0, 1}, load=0.0, processes=1, cores=2) == 2
+    # a torchrun job of 2 processes shares the free cores; never below 1
+    assert default_threads(eight, load=0.0, processes=2, cores=8) == 4
+    assert default_threads(eight, load=30.0, processes=4, cores=8) == 1
+
+
+def test_threads_option_overrides_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert configure_threads(3) == 3 and torch.get_num_threads() == 3
+        assert configure_threads(None) == torch.get_num_threads() == 2
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert configure_threads(None) == torch.get_num_threads() >= 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="--threads -1"):
+        configure_threads(-1)
+
+
+def test_an_unusable_device_is_a_clear_error(
+    tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(DeviceError, match="'tpu': expected auto, cpu or cuda"):
+        resolve_device("tpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert main(["train", "--model", "sasrec", "--dataset", "ml-100k", "--device", "tpu"]) == 2
+    err = capsys.readouterr().err
+    assert "train.device 'tpu'" in err and "Traceback" not in err
+    if torch.cuda.is_available():
+        pytest.skip("this torch has CUDA")
+    with pytest.raises(DeviceError, match="use --device cpu"):
+        resolve_device("cuda")
+    assert main(["recommend", str(tiny_run), "--user", "1", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "has no CUDA support; use --device cpu" in err and "Traceback" not in err
