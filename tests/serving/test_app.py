@@ -8,7 +8,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from hymoerec.recommend import Recommender
-from hymoerec.serving.app import MAX_HISTORY, MAX_K, create_app
+from hymoerec.serving.app import MAX_HISTORY, MAX_ID_CHARS, MAX_K, create_app
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +226,9 @@ def test_api_key(recommender: Recommender) -> None:
 def test_openapi_schema_documents_the_limits(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert {"/recommend", "/items/{item_id}", "/health"} <= set(schema["paths"])
-    request = schema["components"]["schemas"]["RecommendRequest"]["properties"]
-    assert request["k"]["maximum"] == MAX_K and request["k"]["minimum"] == 1
-    assert request["history"]["anyOf"][0]["maxItems"] == MAX_HISTORY
+    for name in ("HistoryRequest", "UserRequest"):
+        request = schema["components"]["schemas"][name]["properties"]
+        assert request["k"]["maximum"] == MAX_K and request["k"]["minimum"] == 1
+    history = schema["components"]["schemas"]["HistoryRequest"]["properties"]["history"]
+    assert history["maxItems"] == MAX_HISTORY
+    assert history["items"]["anyOf"][0]["maxLength"] == MAX_ID_CHARS

@@ -23,7 +23,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    Tag,
+)
 
 from hymoerec.recommend import Recommendation, Recommender, RecommendError, UnknownIdError
 from hymoerec.serving.batcher import MicroBatcher
@@ -32,31 +42,59 @@ from hymoerec.serving.guards import API_KEY_HEADER, ApiKey, BodyLimit, excerpt, 
 MAX_K = 100
 MAX_HISTORY = 2_000
 MAX_ID_CHARS = 256
-MAX_INT_ID = 2**63 - 1
+MAX_INT_ID = 2**53 - 1  # the largest integer every JSON parser holds exactly
 MAX_BODY_BYTES = 1024 * 1024  # the default; a full history of long ids needs about 0.5 MiB
 MAX_ERRORS = 20  # validation errors listed in one 422
 # no C0/C1 control characters: "1\u0000" must not alias item "1" in the id maps
 ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 7.0 is the integer 7 (as JSON Schema says); 7.5 is not."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# the validator after the bounds, or the bounds would be lost from the JSON schema
 TextId = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
-RawId = TextId | Annotated[StrictInt, Field(ge=0, le=MAX_INT_ID)]
+IntId = Annotated[StrictInt, Field(ge=0, le=MAX_INT_ID), BeforeValidator(_integral)]
+RawId = TextId | IntId
 
 
-class RecommendRequest(BaseModel):
-    """Exactly one of ``history`` (raw item ids, oldest first) or ``user``."""
-
+class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    history: Annotated[list[RawId], Field(max_length=MAX_HISTORY)] | None = None
-    user: RawId | None = None
-    k: Annotated[StrictInt, Field(ge=1, le=MAX_K)] = 10
+    k: Annotated[StrictInt, Field(ge=1, le=MAX_K), BeforeValidator(_integral)] = 10
     exclude_seen: StrictBool = True
 
-    @model_validator(mode="after")
-    def _one_source(self) -> RecommendRequest:
-        if (self.history is None) == (self.user is None):
-            raise ValueError("give exactly one of 'history' and 'user'")
-        return self
+
+class HistoryRequest(_Options):
+    """Recommendations after a history of raw item ids, oldest first."""
+
+    history: Annotated[list[RawId], Field(max_length=MAX_HISTORY)]
+
+
+class UserRequest(_Options):
+    """Recommendations for a user of the training data, from their whole history."""
+
+    user: RawId
+
+
+def _source(body: Any) -> str | None:
+    """Which request a body is, by its keys; None (an error) for both or neither."""
+    if isinstance(body, dict) and ("history" in body) != ("user" in body):
+        return "history" if "history" in body else "user"
+    return None
+
+
+# One of two complete schemas (``oneOf`` in OpenAPI): exactly one of history and user.
+RecommendRequest = Annotated[
+    Annotated[HistoryRequest, Tag("history")] | Annotated[UserRequest, Tag("user")],
+    Discriminator(
+        _source,
+        custom_error_type="one_source",
+        custom_error_message="give exactly one of 'history' and 'user'",
+    ),
+]
 
 
 class RecommendedItem(BaseModel):
@@ -179,6 +217,17 @@ def create_app(
         exception_handlers={RequestValidationError: _validation_error},
     )
     app.router.route_class = _StrictJSONRoute
+    max_k = min(MAX_K, recommender.num_items)
+    generic_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The schema, with the largest ``k`` of this catalogue (it may be below ``MAX_K``)."""
+        schema = generic_openapi()  # built once and cached by FastAPI
+        for name in ("HistoryRequest", "UserRequest"):
+            schema["components"]["schemas"][name]["properties"]["k"]["maximum"] = max_k
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.batcher = batcher
     # outermost first: the size check runs before anything reads the body
     if api_key:
@@ -204,10 +253,10 @@ def create_app(
         if request.k > recommender.num_items:
             raise _k_too_large(request.k, recommender.num_items)
         try:
-            if request.user is not None:
+            if isinstance(request, UserRequest):
                 history = recommender.user_history(request.user)
             else:
-                history = [str(item) for item in request.history or []]
+                history = [str(item) for item in request.history]
             result = await batcher.recommend(history, request.k, request.exclude_seen)
         except UnknownIdError as error:
             raise HTTPException(status_code=404, detail=str(error)) from error
