@@ -298,7 +298,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         max_batch=args.max_batch,
         max_connections=args.max_connections,
         keep_alive=args.keep_alive,
-        header_timeout=args.header_timeout,
+        read_timeout=args.read_timeout,
         max_body_bytes=args.max_body_bytes,
         backlog=args.backlog,
         api_key=os.environ.get(args.api_key_env) or None,
@@ -572,10 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-alive", type=int, default=5, help="seconds an idle connection stays (default 5)"
     )
     limits.add_argument(
-        "--header-timeout",
+        "--read-timeout",
         type=float,
         default=10.0,
-        help="seconds to send a complete request head (default 10)",
+        help="seconds a client has to send a whole request, head and body (default 10)",
     )
     limits.add_argument(
         "--max-body-bytes", type=int, default=1048576, help="413 above (default 1 MiB)"

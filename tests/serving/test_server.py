@@ -24,8 +24,8 @@ from tests.serving.conftest import free_port, live_server
         ({"max_connections": 0}, "max_connections (--max-connections) 0"),
         ({"max_connections": 10**9}, "the open-file limit is"),
         ({"keep_alive": 0}, "keep_alive (--keep-alive) 0"),
-        ({"header_timeout": float("nan")}, "header_timeout (--header-timeout) nan"),
-        ({"header_timeout": -1.0}, "must be a positive number of seconds"),
+        ({"read_timeout": float("nan")}, "read_timeout (--read-timeout) nan"),
+        ({"read_timeout": -1.0}, "must be a positive number of seconds"),
         ({"max_body_bytes": 10}, "max_body_bytes (--max-body-bytes) 10"),
         ({"backlog": 0}, "backlog (--backlog) 0"),
         ({"api_key": "short"}, "at least 16 printable ASCII characters"),
@@ -49,7 +49,7 @@ def test_the_api_key_is_not_printed_in_the_options() -> None:
         (["--port", "99999"], "--port) 99999: must be between 1 and 65535"),
         (["--max-batch", "0"], "--max-batch) 0: must be an integer of at least 1"),
         (["--threads", "-1"], "--threads -1"),
-        (["--header-timeout", "0"], "--header-timeout) 0.0"),
+        (["--read-timeout", "0"], "--read-timeout) 0.0"),
     ],
 )
 def test_bad_options_exit_2_before_anything_starts(
@@ -88,13 +88,15 @@ def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
     return True, received
 
 
-def test_silent_and_slow_connections_are_closed_at_the_header_deadline(
+def test_silent_and_slow_connections_are_closed_at_the_read_deadline(
     small_recommender: Recommender,
 ) -> None:
-    options = ServeOptions(port=free_port(), header_timeout=0.5, keep_alive=30)
+    options = ServeOptions(port=free_port(), read_timeout=0.5, keep_alive=30)
     with live_server(small_recommender, options) as url:
         port = int(url.rsplit(":", 1)[1])
         silent = socket.create_connection(("127.0.0.1", port))
+        partial = socket.create_connection(("127.0.0.1", port))  # head, then half a body
+        partial.sendall(b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n{")
         slow = socket.create_connection(("127.0.0.1", port))
         began = time.monotonic()
         try:  # one byte every 0.1 s: the deadline is not reset by data
@@ -104,7 +106,8 @@ def test_silent_and_slow_connections_are_closed_at_the_header_deadline(
         except (BrokenPipeError, ConnectionResetError):
             pass
         assert time.monotonic() - began < 2.0  # cut off well before the 3 s drip ended
-        assert _closed_within(silent, 2.0)[0] and _closed_within(slow, 2.0)[0]
+        for sock in (silent, partial, slow):
+            assert _closed_within(sock, 2.0)[0]
         # a client that sends its request in time is answered, and its keep-alive
         # connection then has the deadline again for the next request
         with socket.create_connection(("127.0.0.1", port)) as good:
@@ -113,24 +116,54 @@ def test_silent_and_slow_connections_are_closed_at_the_header_deadline(
             assert answer.startswith(b"HTTP/1.1 200") and closed
 
 
-def test_connections_over_the_cap_get_503_and_the_others_are_served(
+def test_a_connection_over_the_cap_displaces_the_longest_idle_one(
     small_recommender: Recommender,
 ) -> None:
     cap = 20
-    options = ServeOptions(port=free_port(), max_connections=cap, header_timeout=30)
+    options = ServeOptions(port=free_port(), max_connections=cap, read_timeout=30)
     with live_server(small_recommender, options) as url:
         port = int(url.rsplit(":", 1)[1])
-        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(cap - 1)]
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(cap)]
         try:
-            time.sleep(0.2)  # let the server accept them all
-            # the last free slot still serves a legitimate client
+            time.sleep(0.3)  # let the server accept them all: every slot is taken
             with httpx.Client(base_url=url, timeout=5) as legit:
                 assert legit.get("/health").status_code == 200
-                # with every slot taken, a new connection is told so and closed at once
-                with socket.create_connection(("127.0.0.1", port)) as extra:
-                    closed, answer = _closed_within(extra, 2.0)
-                    assert closed and answer == BUSY
-                assert legit.get("/health").status_code == 200  # still served
+            closed, answer = _closed_within(idle[0], 2.0)
+            assert closed and answer == b""  # the oldest idle connection made room
+            assert not _closed_within(idle[-1], 0.2)[0]  # the younger ones stay
         finally:
             for sock in idle:
+                sock.close()
+
+
+def test_a_connection_over_the_cap_gets_503_when_all_are_busy(
+    small_recommender: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compute = small_recommender.recommend_many
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(1.0)
+        return compute(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(small_recommender, "recommend_many", slow)
+    cap = 3
+    body = b'{"history": ["50"], "k": 2}'
+    request = b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    request += b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    options = ServeOptions(port=free_port(), max_connections=cap)
+    with live_server(small_recommender, options) as url:
+        port = int(url.rsplit(":", 1)[1])
+        busy = [socket.create_connection(("127.0.0.1", port)) for _ in range(cap)]
+        try:
+            for sock in busy:
+                sock.sendall(request)
+            time.sleep(0.3)  # all three requests are in progress
+            with socket.create_connection(("127.0.0.1", port)) as extra:
+                closed, answer = _closed_within(extra, 2.0)
+                assert closed and answer == BUSY
+            for sock in busy:  # the busy ones are answered in full
+                sock.settimeout(10)
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        finally:
+            for sock in busy:
                 sock.close()

@@ -5,14 +5,17 @@ size of a request head (``h11_max_incomplete_event_size``), the listen backlog a
 graceful-shutdown wait. Two limits it lacks are added by a small subclass of its HTTP
 protocol (``_GuardedH11``):
 
-- a header deadline: a connection that has not sent a complete request head
-  ``header_timeout`` seconds after it opened (or after its previous response) is closed.
+- a read deadline: a connection that has not sent a whole request (head and body)
+  ``read_timeout`` seconds after it opened (or after its previous response) is closed.
   uvicorn starts no timer on a fresh connection and restarts its keep-alive timer on
-  every byte, so a client that connects and stays silent, or sends one header byte every
-  few seconds, would otherwise hold its connection forever;
-- a connection cap enforced as connections arrive: one beyond ``max_connections`` gets a
-  503 and is closed at once. uvicorn's ``limit_concurrency`` only answers 503 to requests,
-  so idle connections it has accepted keep their file descriptors; the cap is checked
+  every byte, so a client that connects and stays silent, or sends a byte every few
+  seconds, would otherwise hold its connection forever;
+- a connection cap enforced as connections arrive. A connection beyond
+  ``max_connections`` closes the oldest connection that still owes a request (idle or
+  slow: nothing of it is being computed); when every connection has a request in
+  progress, the newcomer gets a 503 and is closed at once. uvicorn's
+  ``limit_concurrency`` only answers 503 to requests, so the idle connections it has
+  accepted would keep their file descriptors and lock everyone out. The cap is checked
   against the process's open-file limit before the server starts.
 """
 
@@ -48,9 +51,9 @@ class ServeOptions:
     host: str = "127.0.0.1"  # loopback: nothing else on the network can reach the service
     port: int = 8000
     max_batch: int = 64  # most requests answered by one model call
-    max_connections: int = 256  # open connections at once; more get 503 and are closed
+    max_connections: int = 256  # open connections at once (see the module's docstring)
     keep_alive: int = 5  # seconds an idle keep-alive connection stays open
-    header_timeout: float = 10.0  # seconds a connection has to send a complete request head
+    read_timeout: float = 10.0  # seconds a connection has to send a whole request
     max_body_bytes: int = MAX_BODY_BYTES  # larger request bodies get 413, unread
     backlog: int = 2048  # connections the kernel queues before accepting them (no fd used)
     api_key: str | None = field(default=None, repr=False)  # required in X-API-Key when set
@@ -64,9 +67,9 @@ class ServeOptions:
         _at_least("max_batch (--max-batch)", self.max_batch, 1)
         _at_least("max_connections (--max-connections)", self.max_connections, 1)
         _at_least("keep_alive (--keep-alive)", self.keep_alive, 1)
-        if not (math.isfinite(self.header_timeout) and self.header_timeout > 0):
+        if not (math.isfinite(self.read_timeout) and self.read_timeout > 0):
             raise ValueError(
-                f"header_timeout (--header-timeout) {self.header_timeout}: must be a positive "
+                f"read_timeout (--read-timeout) {self.read_timeout}: must be a positive "
                 "number of seconds"
             )
         _at_least("max_body_bytes (--max-body-bytes)", self.max_body_bytes, 1024)
@@ -123,42 +126,49 @@ def _guarded_protocol(options: ServeOptions) -> type[Any]:
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class _GuardedH11(H11Protocol):
-        """uvicorn's HTTP/1.1 protocol plus the connection cap and the header deadline."""
+        """uvicorn's HTTP/1.1 protocol plus the connection cap and the read deadline."""
 
         _deadline: asyncio.TimerHandle | None = None
+        waiting_since: float | None = None  # set while the client owes a (whole) request
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            if len(self.connections) > options.max_connections:
-                transport.write(BUSY)
-                transport.close()
-                return
-            self._arm_deadline()
+            self._start_waiting()
+            open_now = [c for c in self.connections if not c.transport.is_closing()]
+            if len(open_now) > options.max_connections:
+                waiting = [c for c in open_now if isinstance(c, _GuardedH11) and c.waiting_since]
+                waiting = [c for c in waiting if c is not self]
+                if waiting:  # make room: drop the connection that has owed a request longest
+                    min(waiting, key=lambda c: c.waiting_since or 0.0)._too_slow()
+                else:  # every other connection has a request in progress: truly busy
+                    transport.write(BUSY)
+                    transport.close()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_deadline()
+            self._stop_waiting()
             super().connection_lost(exc)
 
         def handle_events(self) -> None:
             super().handle_events()
-            if self.conn.their_state in (h11.SEND_BODY, h11.DONE):  # the head has arrived
-                self._disarm_deadline()
+            if self.conn.their_state is h11.DONE:  # the whole request has arrived
+                self._stop_waiting()
 
         def on_response_complete(self) -> None:
-            self._arm_deadline()  # the next request's head has the same deadline
-            super().on_response_complete()  # may read a pipelined head: disarms again
+            self._start_waiting()  # the next request has the same deadline
+            super().on_response_complete()  # may read a pipelined request: stops again
 
-        def _arm_deadline(self) -> None:
-            self._disarm_deadline()
-            self._deadline = self.loop.call_later(options.header_timeout, self._too_slow)
+        def _start_waiting(self) -> None:
+            self._stop_waiting()
+            self.waiting_since = self.loop.time()
+            self._deadline = self.loop.call_later(options.read_timeout, self._too_slow)
 
-        def _disarm_deadline(self) -> None:
+        def _stop_waiting(self) -> None:
             if self._deadline is not None:
                 self._deadline.cancel()
-                self._deadline = None
+            self._deadline = self.waiting_since = None
 
         def _too_slow(self) -> None:
-            self._deadline = None
+            self._stop_waiting()
             if not self.transport.is_closing():
                 self.transport.close()
 
