@@ -133,21 +133,22 @@ async def probe_bad_payloads(port: int) -> None:
     statuses: Counter[str] = Counter()
     follow_up_failures = 0
     largest = 0
-    fives = []
+    wrong: dict[str, list[str]] = {"2xx": [], "5xx": []}
     for name, request in bad_bodies():
         status, body = await connection.ask(request)
-        statuses["reset" if status is None else f"{status // 100}xx"] += 1
+        kind = "reset" if status is None else f"{status // 100}xx"
+        statuses[kind] += 1
         largest = max(largest, len(body))
-        if status is not None and status >= 500:
-            fives.append(name)
+        wrong.get(kind, []).append(name)
         if (await connection.ask(good))[0] != 200:
             follow_up_failures += 1
     print(f"1. bad payloads tried: {sum(statuses.values())}; answers: "
           f"{', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))}; connection resets "
           f"{connection.resets}; valid follow-ups that failed: {follow_up_failures}; largest "
           f"error body: {largest} bytes")  # fmt: skip
-    if fives:
-        print(f"   5xx for: {fives}")
+    for kind, names in wrong.items():
+        if names:
+            print(f"   {kind} for: {names}")
 
 
 async def probe_one_bad_in_a_batch(port: int, histories: list[list[str]]) -> None:
@@ -206,7 +207,9 @@ async def probe_big_body(port: int, megabytes: int, chunked: bool = False) -> No
         try:
             status, body = await asyncio.wait_for(answer, TIMEOUT)
             outcome = f"{status} ({len(body)}-byte body)"
-        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+        except TimeoutError:
+            outcome = f"no answer within {TIMEOUT:.0f} s"
+        except (OSError, asyncio.IncompleteReadError):
             outcome = "connection reset without an answer"
         seconds = time.perf_counter() - began
         writer.close()
@@ -298,7 +301,8 @@ def main() -> None:
     def limit_fds() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
-    server = subprocess.Popen(command, env=env, preexec_fn=limit_fds)
+    log = root / "server.log"
+    server = subprocess.Popen(command, env=env, preexec_fn=limit_fds, stderr=log.open("wb"))
     try:
         wait_ready(f"http://127.0.0.1:{port}", server)
         asyncio.run(probe_bad_payloads(port))
@@ -318,7 +322,9 @@ def main() -> None:
             print(f"{clients:>7} | {len(latencies) + errors:>8} | {errors:>6} | "
                   f"{np.percentile(ms, 50):>7.1f} | {np.percentile(ms, 99):>7.1f} | "
                   f"{len(latencies) / wall:>7.0f}", flush=True)  # fmt: skip
-        print(f"server still running: {server.poll() is None}")
+        tracebacks = log.read_text(errors="replace").count("Traceback")
+        print(f"server still running: {server.poll() is None}; tracebacks in its log: "
+              f"{tracebacks} ({log})")  # fmt: skip
     finally:
         server.terminate()
         server.wait(timeout=30)
