@@ -274,6 +274,7 @@ def main() -> None:
     parser.add_argument("--clients", default="8,32")
     parser.add_argument("--idle", type=int, default=1100, help="idle connections to open")
     parser.add_argument("--read-timeout", type=float, default=10.0, help="the server's")
+    parser.add_argument("--steps", default="1,2,3,4,5", help="which of the probes to run")
     args = parser.parse_args()
 
     import torch
@@ -305,16 +306,21 @@ def main() -> None:
     server = subprocess.Popen(command, env=env, preexec_fn=limit_fds, stderr=log.open("wb"))
     try:
         wait_ready(f"http://127.0.0.1:{port}", server)
-        asyncio.run(probe_bad_payloads(port))
-        asyncio.run(probe_one_bad_in_a_batch(port, histories))
-        for megabytes, chunked in ((12, False), (117, False), (12, True)):
+        steps = {int(step) for step in args.steps.split(",")}
+        if 1 in steps:
+            asyncio.run(probe_bad_payloads(port))
+        if 2 in steps:
+            asyncio.run(probe_one_bad_in_a_batch(port, histories))
+        for megabytes, chunked in ((12, False), (117, False), (12, True)) if 3 in steps else ():
             asyncio.run(probe_big_body(port, megabytes, chunked))
-        asyncio.run(probe_idle_connections(port, args.idle, args.read_timeout))
+        if 4 in steps:
+            asyncio.run(probe_idle_connections(port, args.idle, args.read_timeout))
         payloads = [encode(port, {"history": h, "k": 10, "exclude_seen": False}) for h in histories]
-        print("5. load: POST /recommend k=10, one keep-alive connection per client")
-        print(f"{'clients':>7} | {'requests':>8} | {'errors':>6} | {'p50 ms':>7} | "
-              f"{'p99 ms':>7} | {'req/s':>7}")  # fmt: skip
-        for clients in (int(c) for c in args.clients.split(",")):
+        if 5 in steps:
+            print("5. load: POST /recommend k=10, one keep-alive connection per client")
+            print(f"{'clients':>7} | {'requests':>8} | {'errors':>6} | {'p50 ms':>7} | "
+                  f"{'p99 ms':>7} | {'req/s':>7}")  # fmt: skip
+        for clients in (int(c) for c in args.clients.split(",")) if 5 in steps else ():
             latencies, errors, wall = asyncio.run(
                 drive(port, payloads, clients, args.requests, 300)
             )

@@ -167,3 +167,23 @@ def test_a_connection_over_the_cap_gets_503_when_all_are_busy(
         finally:
             for sock in busy:
                 sock.close()
+
+
+def test_a_large_upload_gets_its_413_and_only_a_bounded_read(
+    small_recommender: Recommender,
+) -> None:
+    options = ServeOptions(port=free_port(), max_body_bytes=4096)
+    with live_server(small_recommender, options) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as upload:
+            upload.sendall(
+                b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+            )
+            upload.sendall(b"[" * 1000)
+            upload.settimeout(5)
+            answer = upload.recv(4096)  # sent before the body: no need to upload it all
+            assert answer.startswith(b"HTTP/1.1 413") and b"larger than 4096 bytes" in answer
+            with pytest.raises(OSError):  # past another 4096 bytes the server stops reading
+                for _ in range(200):
+                    upload.sendall(b"[" * 10_000)
+                    time.sleep(0.005)

@@ -48,9 +48,7 @@ class _TooLarge(HTTPException):
     """Raised from ``receive``; an HTTPException so FastAPI's body reading passes it on."""
 
     def __init__(self, max_bytes: int) -> None:
-        detail = f"request body larger than {max_bytes} bytes"
-        # closing the connection spares reading (and discarding) the rest of the upload
-        super().__init__(413, detail, headers={"connection": "close"})
+        super().__init__(413, f"request body larger than {max_bytes} bytes")
 
 
 class BodyLimit:
@@ -93,8 +91,9 @@ class BodyLimit:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        error = _TooLarge(self.max_bytes)
-        await _send_json(send, 413, error.detail, [(b"connection", b"close")])
+        # the connection stays open, so that the client can read this answer while it is
+        # still sending; the server discards what follows (bounded, see server.py)
+        await _send_json(send, 413, _TooLarge(self.max_bytes).detail, [])
 
 
 def _content_length(scope: Scope) -> int | None:

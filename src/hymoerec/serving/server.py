@@ -130,6 +130,7 @@ def _guarded_protocol(options: ServeOptions) -> type[Any]:
 
         _deadline: asyncio.TimerHandle | None = None
         waiting_since: float | None = None  # set while the client owes a (whole) request
+        _discarded = 0  # body bytes received after the answer went out
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -153,7 +154,18 @@ def _guarded_protocol(options: ServeOptions) -> type[Any]:
             if self.conn.their_state is h11.DONE:  # the whole request has arrived
                 self._stop_waiting()
 
+        def data_received(self, data: bytes) -> None:
+            if self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY:
+                # answered (a 413) before the body arrived: uvicorn discards the rest of it;
+                # past another max_body_bytes, close rather than read on
+                self._discarded += len(data)
+                if self._discarded > options.max_body_bytes:
+                    self._too_slow()
+                    return
+            super().data_received(data)
+
         def on_response_complete(self) -> None:
+            self._discarded = 0
             self._start_waiting()  # the next request has the same deadline
             super().on_response_complete()  # may read a pipelined request: stops again
 
