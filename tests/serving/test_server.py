@@ -11,7 +11,7 @@ import pytest
 
 from hymoerec.cli import main
 from hymoerec.recommend import Recommender
-from hymoerec.serving.server import BUSY, ServeOptions
+from hymoerec.serving.server import BUSY, ServeOptions, bind
 from tests.serving.conftest import free_port, live_server
 
 
@@ -187,3 +187,27 @@ def test_a_large_upload_gets_its_413_and_only_a_bounded_read(
                 for _ in range(200):
                     upload.sendall(b"[" * 10_000)
                     time.sleep(0.005)
+
+
+def test_accepted_connections_send_without_delay() -> None:
+    """TCP_NODELAY on every accepted connection: without it a response written in two parts
+    (head, body) waits ~40 ms for the client's delayed ACK."""
+    import asyncio
+
+    async def accepted_nodelay() -> int:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        sock = bind(ServeOptions(port=free_port()))
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+            writer.close()
+            return await asyncio.wait_for(accepted, 5)
+
+    assert asyncio.run(accepted_nodelay()) == 1

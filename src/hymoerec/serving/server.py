@@ -108,7 +108,9 @@ def _open_file_limit() -> int | None:
 def bind(options: ServeOptions) -> socket.socket:
     """The listening socket, bound before anything announces the service (errors: OSError)."""
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so (else 40 ms
+    # delayed-ACK stalls between a response's head and body)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((options.host, options.port))
