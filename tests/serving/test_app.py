@@ -102,6 +102,13 @@ def test_invalid_payloads_name_the_field(client: TestClient, payload: dict, fiel
     assert field in fields
 
 
+def test_a_body_that_is_not_a_json_object_is_422(client: TestClient) -> None:
+    for body, headers in ((b'{"history": ["1"]}', {"content-type": "text/plain"}), (b"[1]", JSON)):
+        response = client.post("/recommend", content=body, headers=headers)
+        assert response.status_code == 422
+        assert "expected a JSON object (content-type: application/json)" in response.text
+
+
 def test_history_and_user_are_exclusive(client: TestClient) -> None:
     for payload in ({"history": ["1"], "user": "1"}, {"k": 3}):
         response = client.post("/recommend", json=payload)

@@ -92,7 +92,8 @@ RecommendRequest = Annotated[
     Discriminator(
         _source,
         custom_error_type="one_source",
-        custom_error_message="give exactly one of 'history' and 'user'",
+        custom_error_message="expected a JSON object (content-type: application/json) "
+        "with exactly one of 'history' and 'user'",
     ),
 ]
 
