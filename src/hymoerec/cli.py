@@ -396,16 +396,34 @@ def _require(module: str, extra: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     _require("fastapi", "serve")
     _require("uvicorn", "serve")
+    import os
+
     import torch
 
     from hymoerec.recommend import Recommender
-    from hymoerec.serving.app import serve
+    from hymoerec.serving.server import ServeOptions, bind, serve
 
+    if args.threads < 0:
+        raise ValueError(f"--threads {args.threads}: must be 0 (torch's default) or more")
+    # every option is checked, and the port bound, before anything says "serving"
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        max_batch=args.max_batch,
+        max_connections=args.max_connections,
+        keep_alive=args.keep_alive,
+        read_timeout=args.read_timeout,
+        max_body_bytes=args.max_body_bytes,
+        backlog=args.backlog,
+        api_key=os.environ.get(args.api_key_env) or None,
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     recommender = Recommender.load(args.run_dir, args.device, args.data_dir)
-    print(f"serving {recommender.name} on http://{args.host}:{args.port} (docs at /docs)")
-    serve(recommender, args.host, args.port, args.max_batch)
+    sock = bind(options)
+    key = f", API key from ${args.api_key_env}" if options.api_key else ""
+    print(f"serving {recommender.name} on http://{args.host}:{args.port} (docs at /docs{key})")
+    serve(recommender, options, sock)
 
 
 def _names(text: str, known: Sequence[str], what: str) -> list[str]:
@@ -674,6 +692,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sv.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     sv.add_argument("--data-dir", help="data directory, for runs without a stored dataset")
+    limits = sv.add_argument_group("limits (docs/serving.md)")
+    limits.add_argument(
+        "--max-connections", type=int, default=256, help="open connections at once (default 256)"
+    )
+    limits.add_argument(
+        "--keep-alive", type=int, default=5, help="seconds an idle connection stays (default 5)"
+    )
+    limits.add_argument(
+        "--read-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client has to send a whole request, head and body (default 10)",
+    )
+    limits.add_argument(
+        "--max-body-bytes", type=int, default=1048576, help="413 above (default 1 MiB)"
+    )
+    limits.add_argument("--backlog", type=int, default=2048, help="listen backlog (default 2048)")
+    limits.add_argument(
+        "--api-key-env",
+        default="HYMOEREC_API_KEY",
+        help="environment variable holding the API key clients send in X-API-Key; unset or "
+        "empty: no key (default HYMOEREC_API_KEY)",
+    )
     sv.set_defaults(handler=cmd_serve)
 
     demo = commands.add_parser(

@@ -8,7 +8,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from hymoerec.recommend import Recommender
-from hymoerec.serving.app import MAX_HISTORY, MAX_K, create_app
+from hymoerec.serving.app import MAX_HISTORY, MAX_ID_CHARS, MAX_K, create_app
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +102,13 @@ def test_invalid_payloads_name_the_field(client: TestClient, payload: dict, fiel
     assert field in fields
 
 
+def test_a_body_that_is_not_a_json_object_is_422(client: TestClient) -> None:
+    for body, headers in ((b'{"history": ["1"]}', {"content-type": "text/plain"}), (b"[1]", JSON)):
+        response = client.post("/recommend", content=body, headers=headers)
+        assert response.status_code == 422
+        assert "expected a JSON object (content-type: application/json)" in response.text
+
+
 def test_history_and_user_are_exclusive(client: TestClient) -> None:
     for payload in ({"history": ["1"], "user": "1"}, {"k": 3}):
         response = client.post("/recommend", json=payload)
@@ -109,17 +116,125 @@ def test_history_and_user_are_exclusive(client: TestClient) -> None:
         assert "exactly one of 'history' and 'user'" in response.text
 
 
-def test_malformed_json_is_422(client: TestClient) -> None:
-    response = client.post(
-        "/recommend", content=b'{"history": [1, 2', headers={"content-type": "application/json"}
-    )
-    assert response.status_code == 422
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"history": [1, 2',
+        b'{"history": ["1"], "k": NaN}',
+        b'{"history": ["1"], "k": Infinity}',
+        b'{"history": ["1"], "k": -Infinity}',
+        b'{"history": ["1"], "k": 1e400}',
+        b'{"history": ["1"], "exclude_seen": NaN}',
+        b'{"history": [NaN]}',
+        b'{"history": ["1"], "k": 1' + b"0" * 5000 + b"}",  # more digits than int() takes
+        b'{"history": ["\xff"]}',  # not UTF-8
+        b'{"history": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # nested too deeply
+    ],
+)
+def test_what_strict_json_forbids_is_422(client: TestClient, body: bytes) -> None:
+    response = client.post("/recommend", content=body, headers=JSON)
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["type"] == "json_invalid"
+    # the keep-alive connection stays usable afterwards
+    assert client.post("/recommend", json={"history": ["1"], "k": 2}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"history": ["\\ud800"]}', "history"),  # a lone surrogate cannot be answered
+        (b'{"history": ["1"], "k": "\\udfff"}', "k"),
+        (b'{"user": "\\ud800"}', "user"),
+        (b'{"history": ["1"], "\\ud800": 1}', "body"),
+        (b'{"history": ["1\\u0000"]}', "history"),  # would alias item "1"
+        (b'{"history": ["1\\n"]}', "history"),
+        (b'{"history": ["1\\u0085"]}', "history"),
+        (b'{"user": "7\\u0000"}', "user"),
+        (b'{"history": [""]}', "history"),
+        (b'{"history": [-1]}', "history"),
+        (b'{"user": 99999999999999999999}', "user"),
+    ],
+)
+def test_surrogates_control_characters_and_odd_ids_are_422(
+    client: TestClient, body: bytes, field: str
+) -> None:
+    response = client.post("/recommend", content=body, headers=JSON)
+    assert field in _fields(response)
+
+
+def test_item_ids_in_the_path_are_checked(client: TestClient) -> None:
+    assert client.get("/items/1").status_code == 200
+    for path in ("/items/1%00", "/items/1%0A", "/items/" + "1" * 300):
+        response = client.get(path)
+        assert response.status_code == 422, path
+        assert "item_id" in _fields(response)
+
+
+def test_errors_echo_only_a_short_excerpt(client: TestClient) -> None:
+    huge = "x" * 500_000
+    for payload in ({"history": ["1"], "k": huge}, {"history": [huge]}, {"user": huge}):
+        response = client.post("/recommend", json=payload)
+        assert response.status_code == 422
+        assert len(response.content) < 1_000, response.text[:200]
+        assert "x" * 40 in response.text and "x" * 41 not in response.text
+    many = client.post("/recommend", json={"history": [1.5] * 2000})
+    assert many.status_code == 422 and len(many.json()["detail"]) == 20
+
+
+def test_a_body_over_the_limit_is_413_unread(recommender: Recommender) -> None:
+    limit = 4096
+    with TestClient(create_app(recommender, max_body_bytes=limit)) as small:
+        body = b'{"history": ["' + b"1" * limit + b'"]}'
+        response = small.post("/recommend", content=body, headers=JSON)
+        assert response.status_code == 413
+        assert response.json() == {"detail": f"request body larger than {limit} bytes"}
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+            yield body[:1000]
+            yield body[1000:]
+
+        streamed = small.post("/recommend", content=chunks(), headers=JSON)
+        assert streamed.status_code == 413 and len(streamed.content) < 100
+        assert small.request("GET", "/health", content=body).status_code == 413
+        fits = {"history": ["1"] * 300}
+        assert small.post("/recommend", json=fits).status_code == 200
+
+
+def test_k_above_the_catalogue_is_422_naming_k(small_recommender: Recommender) -> None:
+    with TestClient(create_app(small_recommender)) as small:
+        response = small.post("/recommend", json={"history": ["50"], "k": 50})
+        assert "k" in _fields(response)
+        assert "12 (the catalogue size)" in response.json()["detail"][0]["msg"]
+        assert small.app.state.batcher.requests == 0  # rejected before the micro-batcher
+
+
+def test_api_key(recommender: Recommender) -> None:
+    key = "k" * 24
+    with TestClient(create_app(recommender, api_key=key)) as guarded:
+        payload = {"history": ["1"], "k": 3}
+        for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": key + "x"}):
+            response = guarded.post("/recommend", json=payload, headers=headers)
+            assert response.status_code == 401
+            assert response.json() == {"detail": "missing or wrong X-API-Key header"}
+            assert guarded.get("/items/1", headers=headers).status_code == 401
+        assert (
+            guarded.post("/recommend", json=payload, headers={"X-API-Key": key}).status_code == 200
+        )
+        assert guarded.get("/items/1", headers={"X-API-Key": key}).status_code == 200
+        assert guarded.get("/health").status_code == 200  # open for probes, by policy
+        schema = guarded.get("/openapi.json").json()
+        assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
 
 
 def test_openapi_schema_documents_the_limits(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert {"/recommend", "/items/{item_id}", "/health"} <= set(schema["paths"])
-    request = schema["components"]["schemas"]["RecommendRequest"]["properties"]
-    assert request["k"]["maximum"] == MAX_K and request["k"]["minimum"] == 1
-    assert request["history"]["anyOf"][0]["maxItems"] == MAX_HISTORY
+    for name in ("HistoryRequest", "UserRequest"):
+        request = schema["components"]["schemas"][name]["properties"]
+        assert request["k"]["maximum"] == MAX_K and request["k"]["minimum"] == 1
+    history = schema["components"]["schemas"]["HistoryRequest"]["properties"]["history"]
+    assert history["maxItems"] == MAX_HISTORY
+    assert history["items"]["anyOf"][0]["maxLength"] == MAX_ID_CHARS

@@ -4,7 +4,8 @@ Requests wait in a queue; one worker takes everything queued (up to ``max_batch`
 one batched ``recommend_many`` in a worker thread (so the event loop keeps accepting
 connections while the model computes) and hands each request its own result. Under
 light load a batch holds one request and adds no delay; under heavy load batches grow
-by themselves while the previous one computes.
+by themselves while the previous one computes. When a batched call fails, each of its
+requests is answered on its own, so an error reaches only the request that caused it.
 """
 
 from __future__ import annotations
@@ -53,26 +54,44 @@ class MicroBatcher:
         return await done
 
     async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             jobs = [await self._queue.get()]
             while len(jobs) < self.max_batch and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
-            try:
-                results = await loop.run_in_executor(
-                    self._executor,
-                    self.recommender.recommend_many,
-                    [job.history for job in jobs],
-                    [job.k for job in jobs],
-                    [job.exclude_seen for job in jobs],
-                )
-            except Exception as error:  # each waiting request gets the error, not a hang
-                for job in jobs:
-                    if not job.done.done():
-                        job.done.set_exception(error)
+            jobs = [job for job in jobs if not job.done.done()]  # clients that went away
+            if not jobs:
                 continue
-            self.batches += 1
+            try:
+                results = await self._call(jobs)
+            except Exception:
+                # one bad request must not fail the others: answer each on its own, so
+                # the error reaches only the request(s) that caused it
+                for job in jobs:
+                    await self._answer_alone(job)
+                continue
             self.requests += len(jobs)
             for job, result in zip(jobs, results, strict=True):
                 if not job.done.done():  # the client may have gone away
                     job.done.set_result(result)
+
+    async def _call(self, jobs: list[_Job]) -> list[Recommendation]:
+        results = await asyncio.get_running_loop().run_in_executor(
+            self._executor,
+            self.recommender.recommend_many,
+            [job.history for job in jobs],
+            [job.k for job in jobs],
+            [job.exclude_seen for job in jobs],
+        )
+        self.batches += 1
+        return results
+
+    async def _answer_alone(self, job: _Job) -> None:
+        try:
+            (result,) = await self._call([job])
+        except Exception as error:
+            if not job.done.done():
+                job.done.set_exception(error)
+            return
+        self.requests += 1
+        if not job.done.done():
+            job.done.set_result(result)
