@@ -355,9 +355,11 @@ def render(
     out: Path,
     analysis_dir: Path | None = None,
     notes: Path | None = None,
+    summary: Path | None = None,
 ) -> str:
     """The whole results document as Markdown; ``notes``, a hand-written Markdown file of
-    findings (each number with the command that measures it), is included as it is."""
+    findings (each number with the command that measures it), is included as it is, and
+    ``summary``, the hand-written conclusion, opens the document."""
     datasets = _datasets(records)
     capped = [r["key"] for r in records if r["capped"]]
     lines = [
@@ -365,14 +367,18 @@ def render(
         "",
         "<!-- rendered by `hymoerec results render` from results/*.json; do not edit -->",
         "",
+    ]
+    if summary is not None and summary.is_file():
+        lines += [summary.read_text().strip(), ""]
+    lines += [
         f"Rendered from {len(records)} run records in `results/` "
         "(`hymoerec reproduce` writes them; `docs/reproduce.md` says how). Protocol: 5-core, "
         "leave-one-out, full ranking over all items with history items kept, test metrics "
         "at the epoch of best validation NDCG@10. Cells are mean ± sample standard deviation "
         "over seeds (a single seed shows its value alone).",
         "",
-        f"{NO_RUNS} no record yet; {NOT_GIVEN}: the paper's value is not given here (only the "
-        "HyMoERec HR@10 and NDCG@10 of Table 1 are); Δ: (ours − paper) / paper; "
+        f"{NO_RUNS} no record yet; {NOT_GIVEN}: not in the paper's Table 1 (SASRec is ours); "
+        "Δ: (ours − paper) / paper; "
         f"{CAPPED}: at least one run stopped at its wall-clock budget "
         "(`train.max_minutes`) before early stopping, so it may be under-trained.",
     ]
@@ -390,6 +396,13 @@ def render(
         "`hymoerec results rescore` adds these figures to records written without them). "
         "Many published pipelines rank this way; RecBole's sequential full sort, the "
         "protocol above, does not. Records without these figures are left out here.",
+        "",
+        "These are also, exactly, the figures of the same runs ranked with the history kept "
+        "and the learned penalty on seen items (`train.seen_penalty`, docs/training.md): the "
+        "penalty changes nothing in training, and since no validation or test target of "
+        "these datasets is an item already in its user's history "
+        "(`python benchmarks/parity/repeats.py`), its likelihood fit is infinite and seen "
+        "items rank below every unseen one.",
     ]
     for dataset in datasets:
         lines += ["", f"### {DATASET_LABELS.get(dataset, dataset)}, history excluded", ""]
@@ -435,7 +448,10 @@ def write_results(
     analysis_dir: Path | None,
     notes: Path | None = None,
 ) -> Path:
-    text = render(load_records(results), ablations, out, analysis_dir, notes)
+    """Render the results document; the conclusion is read from ``results-summary.md``
+    beside the notes."""
+    summary = notes.with_name("results-summary.md") if notes is not None else None
+    text = render(load_records(results), ablations, out, analysis_dir, notes, summary)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text)
