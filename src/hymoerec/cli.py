@@ -164,11 +164,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if args.model is not None:
             raise DataError("give either a run directory or --model, not both")
         report = evaluate_run(Path(args.run_dir), args.exclude_history)
-        if args.json:
-            print(json.dumps(report, indent=2))
+        protocol = "history items excluded" if args.exclude_history else "history items ranked"
+        if args.json:  # the shape of the reference models' report, plus the run
+            from hymoerec.rundir import read_config
+
+            config = read_config(Path(args.run_dir))
+            by_split = {split: report[split] for split in ("valid", "test")}
+            about = {"model": config.model, "dataset": config.dataset, "run": args.run_dir}
+            print(json.dumps({**about, "protocol": protocol, "metrics": by_split}, indent=2))
         else:
-            kept = "excluded" if args.exclude_history else "ranked"
-            print(f"{args.run_dir}: full ranking, history items {kept}")
+            print(f"{args.run_dir}: full ranking, {protocol}")
             print(_metrics_table(report, DEFAULT_METRICS))
         return
     from hymoerec.evaluation.baselines import BASELINES
@@ -635,10 +640,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         args.handler(args)
+    except KeyboardInterrupt as interrupt:
+        print(f"hymoerec: interrupted; {_kept(interrupt)}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
     except (DataError, ValueError, OSError) as error:
         print(f"hymoerec: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _kept(interrupt: KeyboardInterrupt) -> str:
+    """What an interrupted command left on disk, and how to continue it."""
+    kept = getattr(interrupt, "kept", None)  # set by training (TrainingInterrupted)
+    if kept is None:
+        return "nothing was written (an unfinished run or cache entry is removed)"
+    checkpoint = "its last end-of-epoch checkpoint"
+    return f"kept {kept}/ ({checkpoint}); to continue, run the same command with --resume"
 
 
 if __name__ == "__main__":

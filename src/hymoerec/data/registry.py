@@ -7,6 +7,7 @@ is given or recognised from its name.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,8 +42,50 @@ class Source:
     options: dict[str, Any] = field(default_factory=dict)
     max_len: int = 50  # default maximum history length for models on this dataset
 
-    def read(self) -> Interactions:
-        return READERS[self.format](self.path, **self.options)
+    def read(self, progress: bool = False) -> Interactions:
+        return READERS[self.format](self.path, **self.options, progress=progress)
+
+    def arguments(self) -> dict[str, Any]:
+        """Every argument the reader is called with, defaults included: with the content's
+        checksum and the file's suffixes (which pick a table's separator), all that decides
+        what :meth:`read` returns."""
+        parameters = _reader_options(self.format)
+        values = {name: p.default for name, p in parameters.items() if p.default is not p.empty}
+        values.update(self.options)
+        values["suffixes"] = [suffix.lower() for suffix in self.path.suffixes]
+        return values
+
+
+# options set internally, never from the command line
+_INTERNAL = ("path", "progress")
+
+
+def _reader_options(format: str) -> dict[str, inspect.Parameter]:
+    parameters = inspect.signature(READERS[format]).parameters
+    return {name: p for name, p in parameters.items() if name not in _INTERNAL}
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def check_options(format: str, options: dict[str, Any], where: str) -> None:
+    """Refuse an option the format's reader does not take, or a missing required one, with
+    the command-line spelling of each."""
+    accepted = _reader_options(format)
+    unknown = [name for name in options if name not in accepted]
+    if unknown:
+        takes = [_flag(name) for name in accepted if name not in ("encoding", "sep")]
+        listed = ", ".join(takes) if takes else "no options"
+        names = ", ".join(_flag(name) for name in unknown)
+        raise DataError(f"{where}: {names} does not apply to format {format} (it takes {listed})")
+    missing = [
+        _flag(name)
+        for name, p in accepted.items()
+        if p.default is p.empty and p.kind is not p.VAR_KEYWORD and name not in options
+    ]
+    if missing:
+        raise DataError(f"{where}: format {format} needs {' and '.join(missing)}")
 
 
 @dataclass(frozen=True)
@@ -130,13 +173,18 @@ def resolve(
         fmt = format or guess_format(path)
         if fmt not in READERS:
             raise DataError(f"unknown format {fmt!r}; expected one of {', '.join(READERS)}")
+        check_options(fmt, dict(options or {}), str(path))
         return Source(path.stem, path, fmt, dict(options or {}))
 
+    if format is not None:
+        raise DataError(f"--format applies to a file, not to the named dataset {spec.name!r}")
     directory = data_dir(data_directory) / spec.name
     for candidate in spec.candidates:
         path = directory / candidate.filename
         if path.is_file():
-            return Source(spec.name, path, candidate.format, candidate.options, spec.max_len)
+            chosen = {**candidate.options, **(options or {})}  # given options win
+            check_options(candidate.format, chosen, f"dataset {spec.name} ({path})")
+            return Source(spec.name, path, candidate.format, chosen, spec.max_len)
     wanted = " or ".join(c.filename for c in spec.candidates)
     raise DataError(
         f"dataset {spec.name!r}: none of its files found; put {wanted} in {directory}/ "
