@@ -361,7 +361,7 @@ def reader_cases(hymoerec: Runner) -> list[Case]:
     def txt_table(tmp: Path) -> tuple[Outcome, None]:
         path = table(tmp, "d.txt")
         options = ("--json", "--format", "table", "--user-col", "user", "--item-col", "item")
-        return stats(path, *options), None
+        return stats(path, *options, "--time-col", "time"), None
 
     cases.append(
         Case(
