@@ -393,7 +393,7 @@ def test_interrupt_before_the_first_checkpoint_leaves_nothing(
     out = tmp_path / "run"
     assert main(train_args(tmp_path, out)) == 130
     err = capsys.readouterr().err
-    nothing = "nothing was written (an unfinished run or cache entry is removed)"
+    nothing = "nothing unfinished was kept (a run or cache entry in progress is removed)"
     assert err == f"hymoerec: interrupted; {nothing}\n"
     assert not out.exists() and not partial_dir(out).exists()
 

@@ -641,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.handler(args)
     except KeyboardInterrupt as interrupt:
-        print(f"hymoerec: interrupted; {_kept(interrupt)}", file=sys.stderr)
+        print(f"hymoerec: interrupted; {_kept(interrupt, args.command)}", file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
     except (DataError, ValueError, OSError) as error:
         print(f"hymoerec: error: {error}", file=sys.stderr)
@@ -649,13 +649,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _kept(interrupt: KeyboardInterrupt) -> str:
+def _kept(interrupt: KeyboardInterrupt, command: str) -> str:
     """What an interrupted command left on disk, and how to continue it."""
     kept = getattr(interrupt, "kept", None)  # set by training (TrainingInterrupted)
     if kept is None:
-        return "nothing was written (an unfinished run or cache entry is removed)"
-    checkpoint = "its last end-of-epoch checkpoint"
-    return f"kept {kept}/ ({checkpoint}); to continue, run the same command with --resume"
+        return "nothing unfinished was kept (a run or cache entry in progress is removed)"
+    how = "with --resume" if command == "train" else "again"  # reproduce resumes by itself
+    return (
+        f"kept {kept}/ (its last end-of-epoch checkpoint); to continue, run the same command {how}"
+    )
 
 
 if __name__ == "__main__":
