@@ -3,6 +3,7 @@ result or one clear DataError naming the file (and line), never a traceback."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -81,11 +82,14 @@ def test_csv_field_over_128_kb_reads(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
     rows = [f"u{u},i{i},{i},{'x' * 200_000}" for u in range(2) for i in range(3)]
     path.write_text("user,item,time,text\n" + "\n".join(rows) + "\n")
+    limit = csv.field_size_limit()
     got = read_table(path, "user", "item", "time")
     assert got.user.tolist() == ["u0"] * 3 + ["u1"] * 3
-    import csv
-
-    assert csv.field_size_limit() == 131072  # the module's limit is restored afterwards
+    assert csv.field_size_limit() == limit  # the process-wide setting is put back...
+    path.write_text(path.read_text() + "u9,i0\n")
+    with pytest.raises(MalformedRowError):
+        read_table(path, "user", "item", "time")
+    assert csv.field_size_limit() == limit  # ...also when the read fails
 
 
 def test_unclosed_quote_is_reported_where_its_row_starts(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_cli_train_then_evaluate(
     ranked = json.loads(capsys.readouterr().out)
     # the reference models' shape: what was scored, how, and the metrics under "metrics"
     assert set(ranked) == {"model", "dataset", "run", "protocol", "metrics"}
-    assert (ranked["model"], ranked["dataset"]) == ("hymoerec", "ml-100k")
+    assert (ranked["model"], ranked["dataset"]) == ("gru4rec", "ml-100k")
     assert ranked["protocol"] == "history items ranked"
     report = ranked["metrics"]
     assert 0 <= report["test"]["NDCG@10"] <= report["test"]["HR@10"] <= 1
