@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hymoerec.artifacts import write_checksums
 from hymoerec.cli import main
 from hymoerec.data import cache
+from hymoerec.training.run import CHECKED
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 USERS, ITEMS, PER_USER = 60, 30, 10
@@ -177,7 +179,7 @@ def test_min_rating_applies_to_named_datasets(
     assert by_name["interactions"] == by_path["interactions"] == 54_413  # not 99,287
     # a threshold that cannot apply is an error, not ignored: ML-1M here is sequences
     assert main(["data", "stats", "ml-1m", "--data-dir", str(shared_data), *common]) == 2
-    assert "takes no --min-rating" in capsys.readouterr().err
+    assert "--min-rating does not apply to format" in capsys.readouterr().err
 
 
 def test_format_comes_from_the_content_not_the_name(
@@ -216,6 +218,7 @@ def test_a_run_without_its_data_copy_uses_data_dir(
     config = (old / "config.yaml").read_text()
     config = re.sub(r"data_dir: .*", "data_dir: ../nowhere", config)
     (old / "config.yaml").write_text(config)
+    write_checksums(old, CHECKED)  # an old run, whose config names a folder that is gone
     monkeypatch.delenv("HYMOEREC_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
     assert main(["evaluate", str(old)]) == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from hymoerec.artifacts import ArtifactError
 from hymoerec.evaluation.evaluator import evaluate
 from hymoerec.recommend import Recommender, RecommendError, UnknownIdError
 
@@ -121,5 +122,5 @@ def test_k_out_of_bounds_is_an_error(recommender: Recommender, k: int) -> None:
 
 
 def test_not_a_run_directory(tmp_path: Path) -> None:
-    with pytest.raises(RecommendError, match="not a run directory"):
+    with pytest.raises(ArtifactError, match="not a run directory"):
         Recommender.load(tmp_path)

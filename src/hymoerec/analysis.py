@@ -23,11 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from safetensors.torch import load_file
 
-from hymoerec.config import RunConfig, from_dict
-from hymoerec.data import cache
+from hymoerec.config import RunConfig
 from hymoerec.data.batches import right_padded
 from hymoerec.data.errors import DataError
 from hymoerec.data.interactions import PAD
@@ -35,8 +32,9 @@ from hymoerec.data.protocol import SequenceData
 from hymoerec.models import build_model
 from hymoerec.models.base import SequentialModel
 from hymoerec.plots import read_metrics, save_png
+from hymoerec.rundir import check_run_dir, load_weights, read_config, read_dataset
 from hymoerec.training.loop import fusion_scale, item_counts
-from hymoerec.training.run import DATASET_DIR, WEIGHTS, load_data
+from hymoerec.training.run import load_data
 
 LENGTH_EDGES = (0, 10, 20, 50, 100, 200)  # history-length buckets [a, b), the last open
 DECILES = 10
@@ -53,16 +51,13 @@ class Routing:
 
 
 def load_trained(run_dir: Path) -> tuple[RunConfig, SequentialModel, SequenceData]:
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file() or not (run_dir / WEIGHTS).is_file():
-        raise DataError(f"{run_dir} is not a run directory (no config.yaml / {WEIGHTS})")
-    config = from_dict(RunConfig, yaml.safe_load(config_path.read_text()))
-    if (run_dir / DATASET_DIR / "meta.json").is_file():
-        data = cache.load(run_dir / DATASET_DIR)
-    else:
+    check_run_dir(run_dir)
+    config = read_config(run_dir)
+    data = read_dataset(run_dir)
+    if data is None:
         data = load_data(config)[1]
     model = build_model(config.model, config.model_options, data.num_items)
-    model.load_state_dict(load_file(str(run_dir / WEIGHTS)))
+    load_weights(model, run_dir)
     return config, model.eval(), data
 
 

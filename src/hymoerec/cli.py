@@ -245,9 +245,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_run(args: argparse.Namespace, metrics: list[str]) -> None:
-    import yaml
-
-    from hymoerec.training.run import evaluate_run
+    from hymoerec.rundir import read_config
+    from hymoerec.training.run import evaluate_run, run_penalty
 
     if args.model is not None or args.dataset is not None:
         raise DataError("give either a run directory or --model and --dataset, not both")
@@ -268,13 +267,16 @@ def _evaluate_run(args: argparse.Namespace, metrics: list[str]) -> None:
         args.device,
         args.data_dir,
     )
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = read_config(run_dir)
     protocol = _protocol(args.exclude_history)
+    penalty = run_penalty(run_dir)
+    if penalty:
+        protocol += f", seen items penalised by {penalty:.4g} (train.seen_penalty)"
     if args.json:
         result = {
             "run": str(run_dir.resolve()),
-            "model": config["model"],
-            "dataset": config["dataset"],
+            "model": config.model,
+            "dataset": config.dataset,
             "protocol": protocol,
             "metrics": {split: report[split] for split in ("valid", "test")},
             "seconds": report["seconds"]["total"],
@@ -809,10 +811,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             configure_threads(args.threads)
         args.handler(args)
+    except KeyboardInterrupt as interrupt:
+        print(f"hymoerec: interrupted; {_kept(interrupt, args.command)}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
     except (DataError, ValueError, OSError) as error:
         print(f"hymoerec: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _kept(interrupt: KeyboardInterrupt, command: str) -> str:
+    """What an interrupted command left on disk, and how to continue it."""
+    kept = getattr(interrupt, "kept", None)  # set by training (TrainingInterrupted)
+    if kept is None:
+        return "nothing unfinished was kept (a run or cache entry in progress is removed)"
+    how = "with --resume" if command == "train" else "again"  # reproduce resumes by itself
+    return (
+        f"kept {kept}/ (its last end-of-epoch checkpoint); to continue, run the same command {how}"
+    )
 
 
 if __name__ == "__main__":

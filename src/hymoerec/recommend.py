@@ -10,7 +10,6 @@ while ``exclude_seen`` removes every item of the history given.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,22 +17,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from safetensors.torch import load_file
 
-from hymoerec.config import ConfigError, RunConfig, from_dict, prepare_dataset, relocated
-from hymoerec.data import cache
+from hymoerec.artifacts import ArtifactError
+from hymoerec.config import prepare_dataset, relocated
 from hymoerec.data.interactions import PAD
 from hymoerec.data.metadata import load_metadata
 from hymoerec.data.protocol import SequenceData
 from hymoerec.evaluation.topk import chunked_topk
 from hymoerec.models import build_model
 from hymoerec.models.base import SequentialModel
+from hymoerec.rundir import check_run_dir, load_weights, read_config, read_dataset, read_items
 from hymoerec.runtime import resolve_device
-
-WEIGHTS = "model.safetensors"
-DATASET_DIR = "dataset"
-ITEMS = "items.json"
 
 ItemId = str | int
 
@@ -100,21 +94,18 @@ class Recommender:
         rebuilt from their dataset (``data_dir`` overrides the directory in the config).
         """
         run = Path(run_dir)
-        config_path = run / "config.yaml"
-        if not config_path.is_file() or not (run / WEIGHTS).is_file():
-            raise RecommendError(f"{run} is not a run directory (no config.yaml / {WEIGHTS})")
-        try:
-            config = from_dict(RunConfig, yaml.safe_load(config_path.read_text()))
-        except ConfigError as error:
-            raise RecommendError(f"{config_path}: {error}") from error
-        metadata = json.loads((run / ITEMS).read_text()) if (run / ITEMS).is_file() else {}
-        if (run / DATASET_DIR / "meta.json").is_file():
-            data = cache.load(run / DATASET_DIR)
-        else:
+        check_run_dir(run)
+        config = read_config(run)
+        metadata = read_items(run)
+        data = read_dataset(run)
+        if data is None:
             source, data = prepare_dataset(config.dataset, relocated(config.data, data_dir))
             metadata = load_metadata(source)
-        model = build_model(config.model, config.model_options, data.num_items)
-        model.load_state_dict(load_file(str(run / WEIGHTS)))
+        try:
+            model = build_model(config.model, config.model_options, data.num_items)
+        except (TypeError, ValueError) as error:
+            raise ArtifactError(f"{run / 'config.yaml'}: {error}") from None
+        load_weights(model, run)
         max_len = config.train.max_len or 200
         name = f"{config.model} on {config.dataset}"
         return cls(model, data, max_len, metadata, resolve_device(device), name)

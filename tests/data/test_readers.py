@@ -401,8 +401,9 @@ def test_table_missing_column_names_it_and_lists_found(tmp_path: Path) -> None:
 
 def test_table_unknown_suffix_needs_sep(tmp_path: Path) -> None:
     path = write(tmp_path / "log.txt", "u,i,t\n1,2,3\n")
-    with pytest.raises(DataError, match="sep="):
+    with pytest.raises(DataError, match=r"name the file \.csv \(commas\) or \.tsv"):
         read_table(path, "u", "i", "t")
+    assert read_table(path, "u", "i", "t", sep=",").user.tolist() == ["1"]
 
 
 def test_table_malformed_rows(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import yaml
 
 from hymoerec.config import ConfigError
 from hymoerec.models import build_model
-from hymoerec.training.checkpoint import CHECKPOINT
+from hymoerec.training.checkpoint import CHECKPOINT, load_checkpoint
 from hymoerec.training.loop import EpochRecord, fit, seed_everything, validate
 from hymoerec.training.run import (
     _defaults,
@@ -54,7 +54,7 @@ def test_fit_resumed_after_epoch_one_equals_uninterrupted(
     checkpoint = tmp_path / CHECKPOINT
     with pytest.raises(Interrupted):
         fit(fresh(), data, config.train, max_len, stop_in_epoch_two, False, None, checkpoint)
-    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+    assert load_checkpoint(checkpoint)["epoch"] == 1
 
     seen: list[int] = []
     resumed_model = fresh()  # weights from a fresh start, overwritten by the checkpoint

@@ -101,10 +101,17 @@ def test_cli_train_then_evaluate(
     for metric in ("HR@10", "NDCG@10"):  # the same weights, fewer competing items
         assert epoch["valid_history_excluded"][metric] >= epoch["valid"][metric]
     assert main(["evaluate", str(tmp_path / "r"), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)["metrics"]
+    ranked = json.loads(capsys.readouterr().out)
+    # the reference models' shape: what was scored, how, and the metrics under "metrics"
+    assert set(ranked) == {"model", "dataset", "run", "protocol", "metrics", "seconds"}
+    assert (ranked["model"], ranked["dataset"]) == ("gru4rec", "ml-100k")
+    assert ranked["protocol"] == "full ranking, history items ranked"
+    report = ranked["metrics"]
     assert 0 <= report["test"]["NDCG@10"] <= report["test"]["HR@10"] <= 1
     assert main(["evaluate", str(tmp_path / "r"), "--json", "--exclude-history"]) == 0
-    excluded = json.loads(capsys.readouterr().out)["metrics"]
+    excluded_report = json.loads(capsys.readouterr().out)
+    assert excluded_report["protocol"] == "full ranking, history items excluded"
+    excluded = excluded_report["metrics"]
     # one epoch: the best weights are the last, ranked the same way during training
     assert excluded["valid"] == pytest.approx(epoch["valid_history_excluded"])
     # taking other items out of the ranking can only lift the target

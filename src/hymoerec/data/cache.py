@@ -1,8 +1,11 @@
 """Prepared datasets cached on disk, keyed by the source file's checksum and the options.
 
-A cache entry is a directory of ``.npy`` arrays (loaded memory-mapped) plus ``meta.json``.
-It is written to a temporary directory and renamed into place, so a reader never sees a
-half-written entry.
+A cache entry is a directory of ``.npy`` arrays (loaded memory-mapped) plus ``meta.json``,
+which records each array's SHA-256; loading verifies them, so a truncated or damaged
+entry is reported by name rather than used. An entry is written to a temporary directory
+named after the writing process and renamed into place, so a reader never sees a
+half-written entry; temporary directories of processes that died mid-write are removed
+by the next write to the same cache.
 """
 
 from __future__ import annotations
@@ -14,15 +17,20 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from hymoerec.artifacts import ArtifactError, describe, reason, sha256_file, verify
+from hymoerec.data.errors import DataError
 from hymoerec.data.protocol import IdMap, ProtocolConfig, SequenceData, apply_protocol
 from hymoerec.data.registry import Source, resolve
 
 CACHE_DIR_ENV = "HYMOEREC_CACHE"
-FORMAT_VERSION = 1  # bump when the protocol's output changes for the same inputs
+# bump when the output changes for the same inputs (2: ids are stripped of whitespace)
+FORMAT_VERSION = 2
 _ARRAYS = ("offsets", "items", "users", "item_ids")
+_TMP_TAG = ".tmp-"  # ".{entry}.tmp-{pid}-{random}": a write in progress by process pid
 
 
 def cache_dir(explicit: str | Path | None = None) -> Path:
@@ -34,11 +42,10 @@ def cache_dir(explicit: str | Path | None = None) -> Path:
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    try:
+        return sha256_file(path, chunk)
+    except OSError as error:
+        raise DataError(f"{path}: cannot read: {describe(error)}") from None
 
 
 def cache_key(source: Source, protocol: ProtocolConfig) -> str:
@@ -46,7 +53,7 @@ def cache_key(source: Source, protocol: ProtocolConfig) -> str:
         "version": FORMAT_VERSION,
         "sha256": file_sha256(source.path),
         "format": source.format,
-        "options": source.options,
+        "arguments": source.arguments(),  # every reader option, defaults and suffix included
         "protocol": dataclasses.asdict(protocol),
     }
     blob = json.dumps(description, sort_keys=True, default=str).encode()
@@ -55,32 +62,97 @@ def cache_key(source: Source, protocol: ProtocolConfig) -> str:
 
 def save(data: SequenceData, directory: Path, meta: dict[str, object]) -> None:
     """Write ``data`` to ``directory`` atomically (temporary directory + rename)."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        np.save(tmp / "offsets.npy", data.offsets)
-        np.save(tmp / "items.npy", data.items)
-        np.save(tmp / "users.npy", data.users.external)
-        np.save(tmp / "item_ids.npy", data.item_ids.external)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(directory)
+        prefix = f".{directory.name}{_TMP_TAG}{os.getpid()}-"
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=directory.parent))
+    except OSError as error:
+        raise ArtifactError(f"{directory}: cannot write: {describe(error)}") from None
+    try:
+        arrays = {
+            "offsets": data.offsets,
+            "items": data.items,
+            "users": data.users.external,
+            "item_ids": data.item_ids.external,
+        }
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array)
+        sums = {f"{name}.npy": sha256_file(tmp / f"{name}.npy") for name in arrays}
+        (tmp / "meta.json").write_text(json.dumps({**meta, "sha256": sums}, indent=2, default=str))
         try:
             os.rename(tmp, directory)
         except OSError:
             if not (directory / "meta.json").is_file():  # not a concurrent writer's entry
                 raise
             shutil.rmtree(tmp)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise ArtifactError(f"{directory}: cannot write: {describe(error)}") from None
         raise
 
 
+def _remove_orphans(directory: Path) -> None:
+    """Remove temporary directories left for ``directory`` by writers that no longer run
+    (killed mid-write). A process id is only meaningful on this machine, which is where a
+    cache is normally written from."""
+    for stale in directory.parent.glob(f".{directory.name}{_TMP_TAG}*"):
+        pid = stale.name[len(directory.name) + len(_TMP_TAG) + 1 :].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def load(directory: Path) -> SequenceData:
-    arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+    """A cache entry, verified against the checksums in its meta.json (entries written
+    before checksums were recorded load unverified)."""
+    meta_path = directory / "meta.json"
+    try:
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
+        sums = meta.get("sha256", {})
+        if not isinstance(sums, dict):
+            raise ValueError("'sha256' is not a mapping")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+        raise ArtifactError(f"{meta_path}: unreadable ({reason(error)})") from None
+    arrays = {}
+    for name in _ARRAYS:
+        path = directory / f"{name}.npy"
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing from the prepared dataset")
+        verify(path, sums.get(f"{name}.npy"))
+        try:
+            arrays[name] = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as error:
+            raise ArtifactError(f"{path}: not a readable array ({reason(error)})") from None
+    offsets, items = arrays["offsets"], arrays["items"]
+    users, item_ids = np.asarray(arrays["users"]), np.asarray(arrays["item_ids"])
+    consistent = (
+        offsets.ndim == items.ndim == users.ndim == item_ids.ndim == 1
+        and offsets.dtype.kind == "i"
+        and items.dtype.kind == "i"
+        and len(offsets) == len(users) + 1
+        and len(offsets) > 0
+        and offsets[0] == 0
+        and offsets[-1] == len(items)
+        and (len(items) == 0 or (items.min() > 0 and items.max() <= len(item_ids)))
+    )
+    if not consistent:
+        raise ArtifactError(f"{directory}: the prepared dataset's arrays do not fit together")
     return SequenceData(
-        offsets=arrays["offsets"],
-        items=arrays["items"],
-        users=IdMap(np.asarray(arrays["users"]), offset=0),
-        item_ids=IdMap(np.asarray(arrays["item_ids"]), offset=1),
+        offsets=offsets,
+        items=items,
+        users=IdMap(users, offset=0),
+        item_ids=IdMap(item_ids, offset=1),
     )
 
 
@@ -94,7 +166,10 @@ def prepare(
     protocol = protocol or ProtocolConfig()
     directory = cache_dir(cache_root) / cache_key(source, protocol)
     if use_cache and (directory / "meta.json").is_file():
-        return load(directory)
+        try:
+            return load(directory)
+        except ArtifactError as error:
+            raise ArtifactError(f"{error}; delete {directory} to prepare it again") from None
     data = apply_protocol(source.read(), protocol)
     if use_cache:
         meta = {

@@ -5,6 +5,12 @@ sorts later (stably). Text formats are read line by line, parsed into Python lis
 converted to arrays once. Gzip-compressed text is detected by its magic bytes, so any
 text reader also takes a ``.gz`` file. Errors name the file and, for a bad row, the
 1-based line number a text editor shows (blank lines count but are skipped).
+
+Ids are read with the whitespace around them removed, in every format (`` 4`` and ``4``
+are one user), and a field shown in an error is cut to a few dozen characters.
+Timestamps are int64 when every one is an integer, else float64; an integer that int64
+cannot hold, or one too large for float64 to order beside fractional timestamps, is an
+error at its line rather than a silent change of order.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SECOND = timedelta(seconds=1)
 _PROGRESS_EVERY = 4096  # lines between progress-bar updates; keeps the hot loop cheap
+_INT64 = (-(2**63), 2**63 - 1)
+_EXACT_FLOAT = 2**53  # integers beyond this lose their order when stored as float64
+_SHOWN = 60  # characters of a field shown in an error message
+_CSV_FIELD_LIMIT = 2**31 - 1  # the csv module's default (128 KiB) rejects long text columns
 
 
 # --------------------------------------------------------------------------- readers
@@ -58,7 +68,7 @@ def read_movielens_dat(
             for number, line in enumerate(lines, start=1)
             if not line.isspace()
         )
-        return _rating_rows(path, rows, "'::'", min_rating, check_ids=True)
+        return _rating_rows(path, rows, "'::'", min_rating)
 
 
 def read_movielens_100k(
@@ -99,7 +109,7 @@ def read_sequences(
             if not fields:
                 continue
             if len(fields) == 1:
-                raise MalformedRowError(path, number, f"user {fields[0]!r} has no items")
+                raise MalformedRowError(path, number, f"user {_shown(fields[0])} has no items")
             users.extend([fields[0]] * (len(fields) - 1))
             items.extend(fields[1:])
     times = np.arange(len(users), dtype=np.int64)
@@ -115,10 +125,8 @@ def read_amazon_ratings(
 ) -> Interactions:
     """Amazon 2014 ``ratings_<Category>.csv``: ``user,item,rating,timestamp``, no header."""
     path = Path(path)
-    with _text_lines(path, encoding, progress) as lines:
-        reader = csv.reader(lines)
-        rows = ((reader.line_num, row) for row in reader if not _is_blank(row))
-        return _rating_rows(path, rows, "','", min_rating, check_ids=True)
+    with _text_lines(path, encoding, progress) as lines, _csv_field_limit():
+        return _rating_rows(path, _csv_rows(path, lines, ","), "','", min_rating)
 
 
 def read_amazon_reviews(
@@ -137,7 +145,7 @@ def read_amazon_reviews(
     path = Path(path)
     users: list[str] = []
     items: list[str] = []
-    times: list[int | float] = []
+    times = _Times(path)
     ratings: list[float | None] = []
     first_unrated: int | None = None  # line of the first review without 'overall'
     with _text_lines(path, encoding, progress) as lines:
@@ -147,7 +155,7 @@ def read_amazon_reviews(
             review = _parse_object(path, number, line)
             users.append(_id_value(path, number, review, "reviewerID"))
             items.append(_id_value(path, number, review, "asin"))
-            times.append(_json_time(path, number, review))
+            times.add(number, _json_time(path, number, review))
             overall = review.get("overall")
             if overall is None:
                 first_unrated = first_unrated or number
@@ -155,19 +163,19 @@ def read_amazon_reviews(
             else:
                 ratings.append(_json_rating(path, number, overall))
     if first_unrated is None:
-        return _build(path, users, items, times, ratings, min_rating)
+        return _build(path, users, items, times.array(), ratings, min_rating)
     if any(rating is not None for rating in ratings):
         raise MalformedRowError(path, first_unrated, "missing key 'overall'")
     if min_rating is not None:
         raise DataError(f"{path}: min_rating={min_rating} given but no review has 'overall'")
-    return _build(path, users, items, times, None, None)
+    return _build(path, users, items, times.array(), None, None)
 
 
 def read_table(
     path: str | Path,
     user_col: str,
     item_col: str,
-    time_col: str | None,
+    time_col: str | None = None,
     sep: str | None = None,
     rating_col: str | None = None,
     *,
@@ -205,7 +213,10 @@ def _separator(path: Path, sep: str | None) -> str:
         return "\t"
     if suffix == ".csv":
         return ","
-    raise DataError(f"{path}: cannot tell the separator from the suffix; pass sep=")
+    raise DataError(
+        f"{path}: cannot tell the separator from the suffix {suffix or '(none)'!r}: "
+        "name the file .csv (commas) or .tsv (tabs), or give read_table a sep in Python"
+    )
 
 
 def _read_delimited(
@@ -221,11 +232,11 @@ def _read_delimited(
 ) -> Interactions:
     users: list[str] = []
     items: list[str] = []
-    times: list[int | float] = []
+    times = _Times(path)
     ratings: list[float] = []
-    with _text_lines(path, encoding, progress) as lines:
-        rows = csv.reader(lines, delimiter=sep)
-        header = next((row for row in rows if not _is_blank(row)), None)
+    with _text_lines(path, encoding, progress) as lines, _csv_field_limit():
+        rows = _csv_rows(path, lines, sep)
+        _, header = next(rows, (0, None))
         if header is None:
             raise DataError(f"{path}: no interactions (the file is empty)")
         names = [name.strip() for name in header]
@@ -234,22 +245,18 @@ def _read_delimited(
         time_at = None if time_col is None else _column_index(path, names, time_col)
         rating_at = None if rating_col is None else _column_index(path, names, rating_col)
         width = len(names)
-        for row in rows:
-            if _is_blank(row):
-                continue
-            number = rows.line_num
+        for number, row in rows:
             if len(row) != width:
                 problem = f"expected {width} fields separated by {sep!r}, got {len(row)}"
                 raise MalformedRowError(path, number, problem)
-            user, item = row[user_at], row[item_at]
-            _check_ids(path, number, user, item)
+            user, item = _ids(path, number, row[user_at], row[item_at])
             users.append(user)
             items.append(item)
             if time_at is not None:
-                times.append(_parse_any_time(path, number, row[time_at]))
+                times.add(number, _parse_any_time(path, number, row[time_at]))
             if rating_at is not None:
                 ratings.append(_parse_rating(path, number, row[rating_at]))
-    timestamps = times if time_at is not None else np.arange(len(users), dtype=np.int64)
+    timestamps = times.array() if time_at is not None else np.arange(len(users), dtype=np.int64)
     rated = ratings if rating_at is not None else None
     return _build(path, users, items, timestamps, rated, min_rating)
 
@@ -294,8 +301,8 @@ def _read_parquet(
         _column_index(path, names, name)
     try:
         table = pq.read_table(path, columns=list(dict.fromkeys(wanted)))
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable Parquet file: {err}") from None
+    except (OSError, ValueError, NotImplementedError) as err:  # Arrow errors derive from these
+        raise DataError(f"{path}: not a readable Parquet file: {_first_line(err)}") from None
     if table.num_rows == 0:
         raise DataError(f"{path}: no interactions (the file is empty)")
     user = _arrow_ids(path, table.column(user_col), user_col)
@@ -320,9 +327,18 @@ def _arrow_no_nulls(path: Path, column: Any, name: str) -> None:
 
 def _arrow_ids(path: Path, column: Any, name: str) -> np.ndarray:
     import pyarrow as pa
+    import pyarrow.compute as pc
 
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if not (
+        pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    ):
+        raise DataError(f"{path}: column {name!r} has type {column.type}, not integer or text ids")
     _arrow_no_nulls(path, column, name)
-    ids = np.asarray(column.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=str)
+    text = pc.utf8_trim_whitespace(column.cast(pa.string()))
+    ids = np.asarray(text.to_numpy(zero_copy_only=False), dtype=str)
     empty = np.flatnonzero(ids == "")
     if empty.size:
         raise DataError(f"{path}: column {name!r} is an empty id in row {empty[0] + 1}")
@@ -335,7 +351,12 @@ def _arrow_times(path: Path, column: Any, name: str) -> np.ndarray:
     _arrow_no_nulls(path, column, name)
     kind = column.type
     if pa.types.is_integer(kind):
-        return np.asarray(column.to_numpy(), dtype=np.int64)
+        values = column.to_numpy()
+        if values.dtype == np.uint64 and values.size and values.max() > _INT64[1]:
+            row = int(np.argmax(values > _INT64[1])) + 1
+            problem = f"timestamp {values[row - 1]} in row {row} does not fit in int64"
+            raise DataError(f"{path}: column {name!r}: {problem}")
+        return np.asarray(values, dtype=np.int64)
     if pa.types.is_floating(kind):
         return _integral_if_possible(path, np.asarray(column.to_numpy(), dtype=np.float64))
     if pa.types.is_timestamp(kind):
@@ -346,8 +367,10 @@ def _arrow_times(path: Path, column: Any, name: str) -> np.ndarray:
     if pa.types.is_date64(kind):
         return np.asarray(column.cast(pa.int64()).to_numpy(), dtype=np.int64) // 1000
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        times = [_parse_any_time(path, row, text) for row, text in enumerate(column.to_pylist(), 1)]
-        return np.asarray(times)
+        times = _Times(path)
+        for row, text in enumerate(column.to_pylist(), 1):
+            times.add(row, _parse_any_time(path, row, text))
+        return times.array()
     raise DataError(f"{path}: column {name!r} has type {kind}, not a timestamp")
 
 
@@ -356,7 +379,13 @@ def _arrow_ratings(path: Path, column: Any, name: str) -> np.ndarray:
 
     _arrow_no_nulls(path, column, name)
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        return np.asarray(column.to_numpy(), dtype=np.float64)
+        numbers = np.asarray(column.to_numpy(), dtype=np.float64)
+        if not np.isfinite(numbers).all():
+            row = int(np.argmin(np.isfinite(numbers))) + 1
+            raise DataError(f"{path}: column {name!r} is not a finite number in row {row}")
+        return numbers
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise DataError(f"{path}: column {name!r} has type {column.type}, not a rating")
     ratings = [_parse_rating(path, row, str(v)) for row, v in enumerate(column.to_pylist(), 1)]
     return np.asarray(ratings, dtype=np.float64)
 
@@ -364,24 +393,83 @@ def _arrow_ratings(path: Path, column: Any, name: str) -> np.ndarray:
 # ------------------------------------------------------------------------- row parsing
 
 
-def _check_ids(path: Path, number: int, user: str, item: str) -> None:
+def _ids(path: Path, number: int, user: str, item: str) -> tuple[str, str]:
+    """The user and item ids of a row, without the whitespace around them."""
+    user, item = user.strip(), item.strip()
     if not user:
         raise MalformedRowError(path, number, "empty user id")
     if not item:
         raise MalformedRowError(path, number, "empty item id")
+    return user, item
 
 
 def _is_blank(row: list[str]) -> bool:
     return not row or (len(row) == 1 and not row[0].strip())
 
 
+def _shown(text: str) -> str:
+    """``text`` quoted for an error message, cut short if long."""
+    if len(text) <= _SHOWN:
+        return repr(text)
+    return f"{text[:_SHOWN]!r}... ({len(text):,} characters)"
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    if not lines:
+        return type(error).__name__
+    return lines[0] if len(lines[0]) <= 2 * _SHOWN else lines[0][: 2 * _SHOWN] + "..."
+
+
+class _Times:
+    """Timestamps gathered row by row, then one array: int64 when every one is an integer,
+    float64 otherwise. What either type would silently change is refused at its line: an
+    integer outside int64, or an integer past 2**53 beside fractional timestamps (float64
+    would round it and reorder the sequence)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.values: list[int | float] = []
+        self.first_fraction: int | None = None  # line of the first fractional timestamp
+        self.first_large: tuple[int, int] | None = None  # (line, value) past 2**53
+
+    def add(self, number: int, value: int | float) -> None:
+        if isinstance(value, float):
+            if self.first_fraction is None:
+                self.first_fraction = number
+                self._check_mix()
+        else:
+            if not _INT64[0] <= value <= _INT64[1]:
+                problem = f"timestamp {_shown(str(value))} does not fit in int64"
+                raise MalformedRowError(self.path, number, problem)
+            if abs(value) > _EXACT_FLOAT and self.first_large is None:
+                self.first_large = (number, value)
+                self._check_mix()
+        self.values.append(value)
+
+    def _check_mix(self) -> None:
+        if self.first_fraction is None or self.first_large is None:
+            return
+        line, value = self.first_large
+        problem = (
+            f"integer timestamp {value} is too large to order exactly beside the fractional "
+            f"timestamp of line {self.first_fraction}"
+        )
+        raise MalformedRowError(self.path, max(line, self.first_fraction), problem)
+
+    def array(self) -> np.ndarray:
+        if self.first_fraction is None:
+            return np.asarray(self.values, dtype=np.int64).reshape(-1)
+        return np.asarray(self.values, dtype=np.float64).reshape(-1)
+
+
 def _parse_rating(path: Path, number: int, text: str) -> float:
     try:
         rating = float(text)
     except ValueError:
-        raise MalformedRowError(path, number, f"rating {text!r} is not a number") from None
+        raise MalformedRowError(path, number, f"rating {_shown(text)} is not a number") from None
     if not math.isfinite(rating):
-        raise MalformedRowError(path, number, f"rating {text!r} is not a finite number")
+        raise MalformedRowError(path, number, f"rating {_shown(text)} is not a finite number")
     return rating
 
 
@@ -389,14 +477,16 @@ def _parse_number_time(path: Path, number: int, text: str) -> int | float:
     """An integer or float timestamp; integral floats become ints."""
     try:
         return int(text)
-    except ValueError:
+    except ValueError:  # also an integer of more digits than Python converts (4300)
         pass
     try:
         value = float(text)
     except ValueError:
-        raise MalformedRowError(path, number, f"timestamp {text!r} is not a number") from None
+        problem = f"timestamp {_shown(text)} is not a number"
+        raise MalformedRowError(path, number, problem) from None
     if not math.isfinite(value):
-        raise MalformedRowError(path, number, f"timestamp {text!r} is not a finite number")
+        problem = f"timestamp {_shown(text)} is not a finite number"
+        raise MalformedRowError(path, number, problem)
     return int(value) if value.is_integer() else value
 
 
@@ -412,7 +502,7 @@ def _parse_any_time(path: Path, number: int, text: str) -> int | float:
     try:
         moment = datetime.fromisoformat(iso)
     except ValueError:
-        problem = f"timestamp {text!r} is not a number or an ISO-8601 date"
+        problem = f"timestamp {_shown(text)} is not a number or an ISO-8601 date"
         raise MalformedRowError(path, number, problem) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
@@ -422,12 +512,16 @@ def _parse_any_time(path: Path, number: int, text: str) -> int | float:
 def _parse_object(path: Path, number: int, line: str) -> dict[str, Any]:
     try:
         value = json.loads(line)
+    except RecursionError:
+        raise MalformedRowError(path, number, "JSON nested too deeply to read") from None
     except json.JSONDecodeError as err:
         try:
             value = ast.literal_eval(line.strip())
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             problem = f"invalid JSON: {err.msg} (column {err.colno})"
             raise MalformedRowError(path, number, problem) from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise MalformedRowError(path, number, f"invalid JSON: {_first_line(err)}") from None
     if not isinstance(value, dict):
         problem = f"expected a JSON object, got {type(value).__name__}"
         raise MalformedRowError(path, number, problem)
@@ -439,10 +533,12 @@ def _id_value(path: Path, number: int, review: dict[str, Any], key: str) -> str:
         raise MalformedRowError(path, number, f"missing key {key!r}")
     value = review[key]
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise MalformedRowError(path, number, f"{key!r} is not a string: {value!r}")
-    if value == "":
+        shown = _shown(repr(value))[1:-1]
+        raise MalformedRowError(path, number, f"{key!r} is not a string: {shown}")
+    text = str(value).strip()
+    if text == "":
         raise MalformedRowError(path, number, f"{key!r} is empty")
-    return str(value)
+    return text
 
 
 def _json_time(path: Path, number: int, review: dict[str, Any]) -> int | float:
@@ -451,13 +547,14 @@ def _json_time(path: Path, number: int, review: dict[str, Any]) -> int | float:
         raise MalformedRowError(path, number, f"missing key {key!r}")
     value = review[key]
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise MalformedRowError(path, number, f"timestamp {value!r} is not a number")
+        shown = _shown(repr(value))[1:-1]
+        raise MalformedRowError(path, number, f"timestamp {shown} is not a number")
     return _parse_number_time(path, number, str(value))
 
 
 def _json_rating(path: Path, number: int, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise MalformedRowError(path, number, f"rating {value!r} is not a number")
+        raise MalformedRowError(path, number, f"rating {_shown(repr(value))[1:-1]} is not a number")
     return _parse_rating(path, number, str(value))
 
 
@@ -476,7 +573,7 @@ def _build(
     path: Path,
     users: Sequence[str] | np.ndarray,
     items: Sequence[str] | np.ndarray,
-    times: Sequence[int | float] | np.ndarray,
+    times: np.ndarray,
     ratings: Sequence[float | None] | np.ndarray | None,
     min_rating: float | None,
 ) -> Interactions:
@@ -487,7 +584,7 @@ def _build(
     timestamp = np.asarray(times)  # int64, or float64 if any timestamp is fractional
     if timestamp.dtype.kind == "i":
         timestamp = timestamp.astype(np.int64, copy=False)
-    elif timestamp.dtype.kind != "f":
+    elif timestamp.dtype.kind != "f":  # readers check every value; this guards new ones
         raise DataError(f"{path}: timestamps do not fit in int64")
     if ratings is None:
         if min_rating is not None:
@@ -589,22 +686,53 @@ def _rating_rows(
     rows: Iterator[tuple[int, list[str]]],
     separator: str,
     min_rating: float | None,
-    check_ids: bool = False,
 ) -> Interactions:
     """(line number, fields) rows of ``user item rating timestamp`` -> Interactions."""
     users: list[str] = []
     items: list[str] = []
-    times: list[int | float] = []
+    times = _Times(path)
     ratings: list[float] = []
     for number, fields in rows:
         if len(fields) != 4:
             problem = f"expected 4 fields separated by {separator}, got {len(fields)}"
             raise MalformedRowError(path, number, problem)
-        user, item, rating, timestamp = fields
-        if check_ids:
-            _check_ids(path, number, user, item)
+        user, item = _ids(path, number, fields[0], fields[1])
         users.append(user)
         items.append(item)
-        ratings.append(_parse_rating(path, number, rating))
-        times.append(_parse_number_time(path, number, timestamp))
-    return _build(path, users, items, times, ratings, min_rating)
+        ratings.append(_parse_rating(path, number, fields[2]))
+        times.add(number, _parse_number_time(path, number, fields[3]))
+    return _build(path, users, items, times.array(), ratings, min_rating)
+
+
+def _csv_rows(path: Path, lines: Iterator[str], sep: str) -> Iterator[tuple[int, list[str]]]:
+    """(line where the row starts, fields) of every non-blank CSV row.
+
+    The csv module in strict mode: a stray quote or a quoted field still open at the end
+    of the file is an error at the line where the row starts, not where reading stopped.
+    Read inside :func:`_csv_field_limit`.
+    """
+    reader = csv.reader(lines, delimiter=sep, strict=True)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            problem = str(err)
+            if "end of data" in problem:
+                problem = "a quoted field opened here is not closed before the end of the file"
+            raise MalformedRowError(path, start, f"not valid CSV: {problem}") from None
+        if not _is_blank(row):
+            yield start, row
+
+
+@contextmanager
+def _csv_field_limit() -> Iterator[None]:
+    """Lift the csv module's 128 KiB field limit while a reader runs (a review text column
+    is legitimately longer), and put the process-wide setting back afterwards."""
+    limit = csv.field_size_limit(_CSV_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(limit)

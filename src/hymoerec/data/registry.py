@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import inspect
+import logging
 import os
 import zlib
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from hymoerec.data import readers
 from hymoerec.data.errors import DataError
 from hymoerec.data.interactions import Interactions
 
+log = logging.getLogger(__name__)
 DATA_DIR_ENV = "HYMOEREC_DATA"
 DEFAULT_DATA_DIR = Path("data")
 
@@ -45,8 +47,50 @@ class Source:
     options: dict[str, Any] = field(default_factory=dict)
     max_len: int = 50  # default maximum history length for models on this dataset
 
-    def read(self) -> Interactions:
-        return READERS[self.format](self.path, **self.options)
+    def read(self, progress: bool = False) -> Interactions:
+        return READERS[self.format](self.path, **self.options, progress=progress)
+
+    def arguments(self) -> dict[str, Any]:
+        """Every argument the reader is called with, defaults included: with the content's
+        checksum and the file's suffixes (which pick a table's separator), all that decides
+        what :meth:`read` returns."""
+        parameters = _reader_options(self.format)
+        values = {name: p.default for name, p in parameters.items() if p.default is not p.empty}
+        values.update(self.options)
+        values["suffixes"] = [suffix.lower() for suffix in self.path.suffixes]
+        return values
+
+
+# options set internally, never from the command line
+_INTERNAL = ("path", "progress")
+
+
+def _reader_options(format: str) -> dict[str, inspect.Parameter]:
+    parameters = inspect.signature(READERS[format]).parameters
+    return {name: p for name, p in parameters.items() if name not in _INTERNAL}
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def check_options(format: str, options: dict[str, Any], where: str) -> None:
+    """Refuse an option the format's reader does not take, or a missing required one, with
+    the command-line spelling of each."""
+    accepted = _reader_options(format)
+    unknown = [name for name in options if name not in accepted]
+    if unknown:
+        takes = [_flag(name) for name in accepted if name not in ("encoding", "sep")]
+        listed = ", ".join(takes) if takes else "no options"
+        names = ", ".join(_flag(name) for name in unknown)
+        raise DataError(f"{where}: {names} does not apply to format {format} (it takes {listed})")
+    missing = [
+        _flag(name)
+        for name, p in accepted.items()
+        if p.default is p.empty and p.kind is not p.VAR_KEYWORD and name not in options
+    ]
+    if missing:
+        raise DataError(f"{where}: format {format} needs {' and '.join(missing)}")
 
 
 @dataclass(frozen=True)
@@ -280,6 +324,10 @@ def table_options(path: Path, given: dict[str, Any]) -> dict[str, Any]:
         found = [lowered[usual] for usual in USUAL_COLUMNS[key] if usual in lowered]
         flag = "--" + key.replace("_", "-")
         columns = ", ".join(repr(name) for name in names)
+        if not found and key == "time_col":
+            log.warning("%s: no time column found; the file's row order is the order", path)
+            options[key] = ""
+            continue
         if len(found) != 1:
             problem = "several usual names" if found else "no usual name"
             hint = " (or --time-col '' to keep the file's order)" if key == "time_col" else ""
@@ -294,16 +342,6 @@ def table_options(path: Path, given: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ resolve
-
-
-def _check_options(source: Source, explicit: dict[str, Any]) -> None:
-    """Every option given must be one the format's reader takes."""
-    accepted = set(inspect.signature(READERS[source.format]).parameters) - {"path", "progress"}
-    for name in explicit:
-        if name not in accepted:
-            flag = "--" + name.replace("_", "-")
-            reason = " (it has no ratings)" if name in ("min_rating", "rating_col") else ""
-            raise DataError(f"{source.name}: format {source.format}{reason} takes no {flag}")
 
 
 def resolve(
@@ -329,9 +367,8 @@ def resolve(
         fmt = format or sniff_format(path)
         if fmt == "table":
             given = table_options(path, given)
-        source = Source(path.stem, path, fmt, given, FORMAT_MAX_LEN.get(fmt, DEFAULT_MAX_LEN))
-        _check_options(source, given)
-        return source
+        check_options(fmt, given, str(path))
+        return Source(path.stem, path, fmt, given, FORMAT_MAX_LEN.get(fmt, DEFAULT_MAX_LEN))
 
     fixed = sorted(set(given) - {"min_rating", "encoding"}) + (["format"] if format else [])
     if fixed:
@@ -344,10 +381,9 @@ def resolve(
     for candidate in spec.candidates:
         path = directory / candidate.filename
         if path.is_file():
-            merged = {**candidate.options, **given}
-            source = Source(spec.name, path, candidate.format, merged, spec.max_len)
-            _check_options(source, given)
-            return source
+            merged = {**candidate.options, **given}  # given options win
+            check_options(candidate.format, merged, f"dataset {spec.name} ({path})")
+            return Source(spec.name, path, candidate.format, merged, spec.max_len)
     wanted = " or ".join(c.filename for c in spec.candidates)
     raise DataError(
         f"dataset {spec.name!r}: none of its files found; put {wanted} in {directory}/ "

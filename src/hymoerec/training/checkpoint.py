@@ -3,15 +3,21 @@
 A checkpoint is one file written atomically: the state goes to a temporary file beside
 the target, is flushed to disk (``fsync``), and then replaces the target in one
 ``os.replace``. A kill during the write leaves the previous checkpoint intact, so the
-file on disk is always a complete end-of-epoch state (or absent).
+file on disk is always a complete end-of-epoch state (or absent); a failed write (a full
+disk) removes its temporary file and names the checkpoint in its error.
 
+The file is ``torch.save``'s bytes followed by a trailer holding their SHA-256, which
+loading checks first: a truncated or damaged checkpoint is reported, never resumed from.
 It is loaded with ``weights_only=True``: it holds only tensors and plain Python values
 (random-generator states, the epoch history as dicts), so no pickled code ever runs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -19,17 +25,24 @@ from typing import Any
 import numpy as np
 import torch
 
+from hymoerec.artifacts import ArtifactError, describe, reason, write_atomic
+
 CHECKPOINT = "checkpoint.pt"
+_TRAILER = b"HYMOEREC-SHA256:"  # then the 32-byte digest of everything before it
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically and durably."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write ``state`` to ``path`` atomically and durably, with its checksum."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getbuffer()
+    digest = hashlib.sha256(payload).digest()
+
+    def write(handle: Any) -> None:
+        handle.write(payload)
+        handle.write(_TRAILER + digest)
+
+    write_atomic(path, write)
     # the rename itself is durable only once the directory entry is on disk
     directory = os.open(path.parent, os.O_RDONLY)
     try:
@@ -39,7 +52,26 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    """The state saved by :func:`save_checkpoint`; ArtifactError if the file is damaged."""
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise ArtifactError(f"{path}: cannot read: {describe(error)}") from None
+    size = len(_TRAILER) + hashlib.sha256().digest_size
+    payload, trailer = content[:-size], content[-size:]
+    if len(content) < size or not trailer.startswith(_TRAILER):
+        raise ArtifactError(
+            f"{path}: not a complete checkpoint ({len(content):,} bytes, no checksum at its "
+            "end: truncated, or not written by hymoerec)"
+        )
+    if hashlib.sha256(payload).digest() != trailer[len(_TRAILER) :]:
+        raise ArtifactError(f"{path}: checksum mismatch: the checkpoint is damaged")
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
+        raise ArtifactError(f"{path}: not a readable checkpoint ({reason(error)})") from None
+    if not isinstance(state, dict):
+        raise ArtifactError(f"{path}: not a checkpoint (holds {type(state).__name__})")
     return state
 
 

@@ -9,7 +9,10 @@ and ``items.json`` (item metadata such as titles, when the dataset has them), an
 
 While it trains, the run lives in ``RUN_DIR.partial/`` with an end-of-epoch checkpoint;
 ``train(..., resume=True)`` continues an interrupted run from there, and only a finished
-run is renamed to ``RUN_DIR``.
+run is renamed to ``RUN_DIR``, with ``checksums.json`` recording the SHA-256 of its files
+(verified when they are read back). A run that fails or is interrupted before its first
+checkpoint removes ``RUN_DIR.partial/``; one killed outright (SIGKILL, power loss) cannot,
+and the next run with the same ``RUN_DIR`` removes it.
 """
 
 from __future__ import annotations
@@ -29,14 +32,20 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
 
+from hymoerec.artifacts import (
+    ArtifactError,
+    describe,
+    read_yaml_mapping,
+    write_atomic,
+    write_checksums,
+    write_text_atomic,
+)
 from hymoerec.config import (
     ConfigError,
     DataConfig,
     RunConfig,
     TrainConfig,
-    from_dict,
     prepare_dataset,
     relocated,
     to_dict,
@@ -50,6 +59,16 @@ from hymoerec.evaluation.metrics import DEFAULT_METRICS
 from hymoerec.evaluation.seen import SeenFit, fit_seen_penalty
 from hymoerec.models import build_model, config_class
 from hymoerec.models.base import SequentialModel
+from hymoerec.rundir import (
+    DATASET_DIR,
+    ITEMS,
+    WEIGHTS,
+    check_run_dir,
+    load_weights,
+    read_config,
+    read_dataset,
+    save_weights,
+)
 from hymoerec.training.checkpoint import CHECKPOINT, load_checkpoint
 from hymoerec.training.distributed import (
     World,
@@ -60,11 +79,18 @@ from hymoerec.training.distributed import (
 )
 from hymoerec.training.loop import EpochRecord, fit, resolve_device, seed_everything, validate
 
-WEIGHTS = "model.safetensors"
-DATASET_DIR = "dataset"  # the prepared sequences, so a run serves without the raw files
-ITEMS = "items.json"
 TEST_RANKS = "test_ranks.npy"
 log = logging.getLogger(__name__)
+# the files of a finished run whose checksums are recorded
+CHECKED = ("config.yaml", WEIGHTS, ITEMS, "final.json", "metrics.jsonl", "router.json", TEST_RANKS)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``kept`` is the RUN_DIR.partial/ left to resume, if any."""
+
+    def __init__(self, kept: Path | None) -> None:
+        super().__init__()
+        self.kept = kept
 
 
 def partial_dir(run_dir: Path) -> Path:
@@ -188,9 +214,9 @@ def _partial(run_dir: Path, resolved: dict[str, Any], resume: bool) -> tuple[Pat
             f"{partial} holds an interrupted run: continue it with the same command and "
             f"--resume, or delete {partial} to start again"
         )
-    saved = _with_defaults(
-        yaml.safe_load((partial / "config.yaml").read_text()), _defaults(resolved["model"])
-    )
+    for stray in partial.glob(".*.tmp"):  # a write cut short (a full disk, a kill)
+        stray.unlink()
+    saved = _with_defaults(read_yaml_mapping(partial / "config.yaml"), _defaults(resolved["model"]))
     current = yaml.safe_load(yaml.safe_dump(resolved))  # compared as YAML sees them
     for config in (saved, current):  # where the files lie is no part of the run
         for key in ("data_dir", "cache_dir"):
@@ -223,13 +249,13 @@ def _train(
     checkpoint = tmp / CHECKPOINT
     try:
         if not resuming:
-            (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+            write_text_atomic(tmp / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
             meta: dict[str, object] = {"source": str(source.path), "name": source.name}
             cache.save(data, tmp / DATASET_DIR, meta)
             metadata = load_metadata(source)
             metadata = {i: metadata[i] for i in data.item_ids.external.tolist() if i in metadata}
             if metadata:
-                (tmp / ITEMS).write_text(json.dumps(metadata, ensure_ascii=False))
+                write_text_atomic(tmp / ITEMS, json.dumps(metadata, ensure_ascii=False))
         writer = _summary_tensorboard(tmp)
         log = (tmp / "metrics.jsonl").open("w")
         if resuming:  # the checkpoint's epochs; a line written after it was saved is dropped
@@ -255,15 +281,12 @@ def _train(
         log.close()
         if writer is not None:
             writer.close()
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-            str(tmp / WEIGHTS),
-        )
+        save_weights(model.state_dict(), tmp / WEIGHTS)
         device = resolve_device(config.train.device, world)
         seen = fit_run_penalty(model, data, max_len, config.train, device)
         penalty = seen.penalty if seen is not None else 0.0
         test = validate(model, data, "test", max_len, config.train, device, seen_penalty=penalty)
-        np.save(tmp / TEST_RANKS, test.ranks)
+        write_atomic_npy(tmp / TEST_RANKS, test.ranks)
         protocol = "full ranking, history items ranked"
         if seen is not None:
             protocol += f", seen items penalised by {seen.penalty:.4g} (train.seen_penalty)"
@@ -286,17 +309,23 @@ def _train(
             final["valid"] = validate(
                 model, data, "valid", max_len, config.train, device, seen_penalty=penalty
             ).summary()
-        (tmp / "final.json").write_text(json.dumps(final, indent=2))
+        write_text_atomic(tmp / "final.json", json.dumps(final, indent=2))
         if result.history and result.history[-1].expert_share:
             router = [
                 {"epoch": r.epoch, "alpha": r.alpha, "expert_share": r.expert_share}
                 for r in result.history
             ]
-            (tmp / "router.json").write_text(json.dumps(router, indent=2))
+            write_text_atomic(tmp / "router.json", json.dumps(router, indent=2))
+        write_checksums(tmp, CHECKED)
         os.rename(tmp, run_dir)
-    except BaseException:
-        if not checkpoint.is_file():  # nothing to resume from: leave nothing behind
+    except BaseException as error:
+        kept = checkpoint.is_file()
+        if not kept:  # nothing to resume from: leave nothing behind
             shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, KeyboardInterrupt):
+            raise TrainingInterrupted(tmp if kept else None) from None
+        if isinstance(error, OSError):  # e.g. a full disk while appending to metrics.jsonl
+            raise ArtifactError(f"{error.filename or tmp}: {describe(error)}") from None
         raise
     # the run is complete without it; a kill before this line leaves only a stray file
     (run_dir / CHECKPOINT).unlink()
@@ -324,26 +353,34 @@ def run_penalty(run_dir: Path) -> float:
     final = run_dir / "final.json"
     if not final.is_file():
         return 0.0
-    fitted = json.loads(final.read_text()).get("seen_penalty")
-    return float(fitted["penalty"]) if fitted else 0.0
+    try:
+        fitted = json.loads(final.read_text()).get("seen_penalty")
+        return float(fitted["penalty"]) if fitted else 0.0
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise ArtifactError(f"{final}: no readable seen_penalty ({error})") from None
+
+
+def write_atomic_npy(path: Path, array: np.ndarray) -> None:
+    write_atomic(path, lambda handle: np.save(handle, array))
 
 
 def load_run(
     run_dir: Path, data_dir: str | None = None
 ) -> tuple[RunConfig, SequentialModel, SequenceData]:
-    """A finished run's config, model (best weights) and prepared data. The data is the
-    run's own copy (``dataset/``); a run written before runs kept one is prepared again
-    from its dataset, found in ``data_dir`` (else $HYMOEREC_DATA, else where it was)."""
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file() or not (run_dir / WEIGHTS).is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml / {WEIGHTS})")
-    config = from_dict(RunConfig, yaml.safe_load(config_path.read_text()))
-    if (run_dir / DATASET_DIR / "meta.json").is_file():
-        data = cache.load(run_dir / DATASET_DIR)
-    else:
+    """A finished run's config, model (best weights) and prepared data, each checked
+    against the run's checksums. The data is the run's own copy (``dataset/``); a run
+    written before runs kept one is prepared again from its dataset, found in
+    ``data_dir`` (else $HYMOEREC_DATA, else where it was)."""
+    check_run_dir(run_dir)
+    config = read_config(run_dir)
+    data = read_dataset(run_dir)
+    if data is None:
         _, data = prepare_dataset(config.dataset, relocated(config.data, data_dir))
-    model = build_model(config.model, config.model_options, data.num_items)
-    model.load_state_dict(load_file(str(run_dir / WEIGHTS)))
+    try:
+        model = build_model(config.model, config.model_options, data.num_items)
+    except (ConfigError, TypeError, ValueError) as error:
+        raise ArtifactError(f"{run_dir / 'config.yaml'}: {error}") from None
+    load_weights(model, run_dir)
     return config, model, data
 
 
