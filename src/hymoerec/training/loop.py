@@ -231,9 +231,22 @@ class Trainer:
         self.step = state["step"]
         restore_rng_states(self.rng, state["rng"])
 
+    def train_batch(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on ``batch``; returns its (CE, auxiliary) losses."""
+        self.model.train()
+        scale = fusion_scale(self.model, self.step)
+        loss, ce, aux = train_step(
+            self.model, batch, scale, self.config, self.device, self.loss_fn, self.network
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        self.step += 1
+        return ce, aux
+
     def run_epoch(self, label: str = "", progress: bool = False) -> EpochStats:
-        model, config = self.model, self.config
-        model.train()
+        model = self.model
         mask_token = getattr(model, "mask_token", 0)
         mask_prob = getattr(model.config, "mask_prob", 0.0) if model.bidirectional else 0.0
         start = time.perf_counter()
@@ -249,15 +262,7 @@ class Trainer:
             leave=False,
         )
         for batch in bar:
-            scale = fusion_scale(model, self.step)
-            loss, ce, aux = train_step(
-                model, batch, scale, config, self.device, self.loss_fn, self.network
-            )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.schedule.step()
-            self.step += 1
+            ce, aux = self.train_batch(batch)
             steps += 1
             # weighted as the gradients are: summed over ranks, the global batch's means
             total_loss += ce.item() * batch.target_weight / world
