@@ -142,8 +142,7 @@ class SampledSoftmaxCE:
             self.probs = self.probs.to(hidden.device)
             self.log_expected = self.log_expected.to(hidden.device)
         sampled = torch.multinomial(self.probs, self.negatives, replacement=True)  # (S,)
-        positive = (hidden.float() * weights[targets].float()).sum(-1)  # (T,)
-        positive = positive - self.log_expected[targets]
+        positive = (hidden * weights[targets]).sum(-1) - self.log_expected[targets]  # (T,)
         negative = hidden @ weights[sampled].T - self.log_expected[sampled]  # (T, S)
         negative = negative.masked_fill(sampled[None, :] == targets[:, None], -torch.inf)
         logits = torch.cat([positive[:, None], negative], dim=1).float()  # (T, 1 + S)
@@ -157,15 +156,8 @@ class GBCE:
     positive's probability raised to the power
     beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha), alpha = S / (N - 1) the sampling
     rate: t = 0 is plain BCE, t = 1 fully counteracts the overconfidence that negative
-    sampling induces. A negative equal to its row's target counts as neither.
-
-    Scale: the loss is the *sum* of the 1 + S terms of a target, averaged over targets,
-    where gSASRec averages over the 1 + S terms as well. Alone under Adam the two differ
-    only by a constant factor, but next to another loss they do not: gSASRec's mean made
-    gBCE's gradients ~(1 + S) = 257 times smaller than exact CE's, so HyMoERec's
-    load-balance term (tuned beside CE) outweighed it ~100 to 1 in every shared weight;
-    the sequence encoder learnt to balance its router, not to predict, and the ranking
-    fell to item popularity (docs/scaling.md). Summed, gBCE's gradients are on CE's scale.
+    sampling induces. As in gSASRec the loss is the mean over the 1 + S terms per target;
+    a negative equal to its row's target counts as neither.
 
     gSASRec draws negatives for every target. Here each block of ``TARGETS_PER_DRAW``
     consecutive targets (neighbouring positions of one sequence) shares a draw: one
@@ -196,11 +188,11 @@ class GBCE:
         rows = F.pad(targets, (0, pad)).view(blocks, size)  # (G, size), PAD = filler
         negative = torch.bmm(grouped, weights[sampled].transpose(1, 2)).float()  # (G, size, S)
         real = (sampled[:, None, :] != rows[:, :, None]) & (rows[:, :, None] != PAD)
-        positive = (hidden.float() * weights[targets].float()).sum(-1)  # (T,)
+        positive = (hidden * weights[targets]).sum(-1).float()  # (T,)
         # log sigma(s)^beta = beta * log sigma(s); log(1 - sigma(s)) = log sigma(-s)
         total = -self.beta * F.logsigmoid(positive).sum()
         total = total - torch.where(real, F.logsigmoid(-negative), 0.0).sum()
-        return total / max(count, 1)
+        return total / max(count * (1 + self.negatives), 1)
 
 
 def make_loss(config: TrainConfig, item_counts: np.ndarray) -> LossFn:
