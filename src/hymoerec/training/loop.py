@@ -7,6 +7,7 @@ file exists, continues from it exactly where it stopped (``training/checkpoint.p
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import random
@@ -42,6 +43,7 @@ from hymoerec.training.distributed import World, broadcast_flag, init_process_gr
 from hymoerec.training.loss import LossFn, make_loss
 
 SELECTION_METRIC = "NDCG@10"
+CPUINFO = Path("/proc/cpuinfo")  # where native_bf16 reads the CPU's instruction sets
 log = logging.getLogger(__name__)
 
 
@@ -59,6 +61,25 @@ def resolve_device(name: str, world: World | None = None) -> torch.device:
     if device.type == "cuda" and world is not None and world.distributed:
         return torch.device("cuda", world.local_rank)
     return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 matrix products natively: a GPU that supports bf16,
+    or a CPU with the avx512_bf16 or amx_bf16 instructions (read from /proc/cpuinfo)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    try:
+        flags = CPUINFO.read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_bf16(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """``config`` with ``bf16`` decided: null (auto) becomes ``native_bf16(device)``."""
+    if config.bf16 is not None:
+        return config
+    return dataclasses.replace(config, bf16=native_bf16(device))
 
 
 def item_counts(data: SequenceData) -> np.ndarray:
@@ -112,7 +133,7 @@ def validate(
     exclude_history: bool = False,
 ) -> RankingResult:
     model.eval()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)):
         result = evaluate(
             FactorScorer(model.next_item_hidden, model.item_weights()),
             data,
@@ -139,7 +160,7 @@ def train_step(
     """Loss of one batch: (total to back-propagate, CE, auxiliary). ``network`` runs the
     forward pass when it is not ``model`` itself (its DistributedDataParallel wrapper)."""
     items, targets = batch.items.to(device), batch.targets.to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)):
         output = (network or model)(items, alpha_scale=scale)
         mask = targets != PAD
         ce = loss_fn(output.hidden[mask], model.item_weights(), targets[mask])
@@ -183,6 +204,7 @@ class Trainer:
             torch.set_num_threads(config.threads)
         self.world = world or World()
         self.device = resolve_device(config.device, self.world)
+        config = resolve_bf16(config, self.device)
         self.model = model.to(self.device)
         self.network: nn.Module = self.model
         if self.world.distributed:
@@ -301,7 +323,7 @@ def fit(
     and ends with the weights and metrics of a run that was never interrupted."""
     world = world or World()
     trainer = Trainer(model, data, config, max_len, world)
-    device = trainer.device
+    device, config = trainer.device, trainer.config  # bf16 decided
     best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
     best_valid: dict[str, float] = {}
     history: list[EpochRecord] = []
