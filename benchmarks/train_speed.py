@@ -4,6 +4,7 @@ float32 and bfloat16 side by side.
     python benchmarks/train_speed.py --dataset ml-1m --models hymoerec mamba4rec sasrec
     python benchmarks/train_speed.py --models hymoerec --fraction 0.25  # a quarter epoch
     python benchmarks/train_speed.py --models hymoerec --set bucket=0 --set loss=ce  # ablate
+    OMP_NUM_THREADS=1 python benchmarks/train_speed.py --loss-only 6000,3416,64  # the loss alone
 
 Training settings come from configs/DATASET-MODEL.yaml when it exists (else TrainConfig's
 defaults); ``--set`` overrides TrainConfig fields, to show what each speed-up contributes.
@@ -125,6 +126,27 @@ def measure(
     return result
 
 
+def loss_speed(targets: int, items: int, dim: int, repeats: int) -> dict[str, float]:
+    """Median ms of one chunked-CE forward + backward, float32 and bf16 alternating."""
+    import torch
+
+    from hymoerec.training.loss import chunked_softmax_ce
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(targets, dim, generator=g, requires_grad=True)
+    weights = (0.3 * torch.randn(items + 1, dim, generator=g)).requires_grad_()
+    labels = torch.randint(1, items + 1, (targets,), generator=g)
+    seconds: dict[str, list[float]] = {name: [] for name in PRECISIONS}
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, bf16 in PRECISIONS.items():
+            begin = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = chunked_softmax_ce(hidden, weights, labels)
+            loss.backward()
+            seconds[name].append(time.perf_counter() - begin)
+    return {name: 1e3 * statistics.median(values[1:]) for name, values in seconds.items()}
+
+
 def peak_memory(
     model_name: str, dataset: str, data_dir: str, overrides: list[str], bf16: bool, steps: int
 ) -> dict:
@@ -240,6 +262,11 @@ def main() -> None:
         choices=["valid", "valid_history_excluded"],
         help="which validation ranking --runs reads",
     )
+    parser.add_argument(
+        "--loss-only",
+        metavar="TARGETS,ITEMS,DIM",
+        help="time the chunked CE alone at these shapes (ML-1M step: 6000,3416,64)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -247,6 +274,15 @@ def main() -> None:
     if args.runs:
         thresholds = tuple(float(t) for t in args.thresholds.split(","))
         time_to_quality(args.runs, thresholds, args.split)
+        return
+    if args.loss_only:
+        targets, items, dim = (int(v) for v in args.loss_only.split(","))
+        ms = loss_speed(targets, items, dim, args.repeats)
+        print(f"chunked CE, {targets} targets x {items} items x {dim}, forward + backward")
+        print(f"load before: {load()}")
+        for name, value in ms.items():
+            print(f"{name:<8} {value:8.1f} ms per step")
+        print(f"speed-up {ms['float32'] / ms['bf16']:.2f}x, load after: {load()}")
         return
     if args.child:
         result = measure(
