@@ -35,7 +35,7 @@ class Mamba4RecConfig:
     ffn: str = "dense"  # "dense": Mamba4Rec; "hymoe": HyMoERec
     moe: MoEConfig = field(default_factory=MoEConfig)  # used when ffn == "hymoe"
     # score items with the input item table (Mamba4Rec); False: a separate output table,
-    # gSASRec's default, which the gbce loss needs (docs/scaling.md)
+    # gSASRec's default (docs/scaling.md tests it with the gbce loss)
     tied_embeddings: bool = True
 
     def __post_init__(self) -> None:

@@ -167,11 +167,10 @@ class GBCE:
     low (ML-100K, 10 epochs: valid NDCG@10 0.0045 with one draw per batch, 0.0184 with
     one draw per 8 targets; exact CE 0.0488, sampled softmax 0.0360).
 
-    Use it with a separate output item table (``model_options.tied_embeddings=false``,
-    gSASRec's default): BCE's gradients on the item table do not sum to zero over the
-    items as softmax's do, so with one table for input and output every item drifts
-    along one shared direction and the ranking falls back to popularity
-    (docs/scaling.md, "Why gBCE fell to popularity").
+    On ML-1M and ML-100K it has so far learnt little beyond item popularity; the
+    load-balance loss is ruled out as the cause and tied input/output item tables are
+    under test (``model_options.tied_embeddings=false``; docs/scaling.md, "Why gBCE fell
+    to popularity").
     """
 
     TARGETS_PER_DRAW = 8
