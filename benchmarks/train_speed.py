@@ -1,13 +1,21 @@
-"""Seconds per epoch, targets per second, peak memory and evaluation time per model.
+"""Seconds per epoch, targets per second, evaluation time and peak memory per model,
+float32 and bfloat16 side by side.
 
     python benchmarks/train_speed.py --dataset ml-1m --models hymoerec mamba4rec sasrec
+    python benchmarks/train_speed.py --models hymoerec --fraction 0.25  # a quarter epoch
     python benchmarks/train_speed.py --models hymoerec --set bucket=0 --set loss=ce  # ablate
+    OMP_NUM_THREADS=1 python benchmarks/train_speed.py --loss-only 6000,3416,64  # the loss alone
 
 Training settings come from configs/DATASET-MODEL.yaml when it exists (else TrainConfig's
-defaults). Each model runs in a fresh interpreter (so peak memory is its own): one full training
-epoch through the library's Trainer (all positions, every training target), then a full
-ranking of every user's validation target. ``--set`` overrides TrainConfig fields, to
-show what each speed-up contributes.
+defaults); ``--set`` overrides TrainConfig fields, to show what each speed-up contributes.
+Each model runs in a fresh interpreter that builds two trainers from one seed, float32
+and ``train.bf16``, and alternates them batch by batch through the same epoch (which
+of the two goes first alternates too), so that both see the same load on a shared
+machine; the ratio is the median over ``--repeats`` consecutive blocks of batches of
+(float32 seconds / bf16 seconds). Evaluation ranks every user's validation target,
+``--repeats`` times per precision, alternating; the median is printed. Peak memory is
+the max RSS of a separate interpreter per precision that runs ``--memory-steps`` steps
+of the longest batches and one evaluation.
 
 Time to quality comes from finished runs instead: ``--runs RUN [RUN ...]`` reads each run
 directory's metrics.jsonl, or the per-epoch curves of a ``hymoerec reproduce`` record
@@ -18,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -26,44 +36,130 @@ from pathlib import Path
 
 import yaml
 
+PRECISIONS = {"float32": False, "bf16": True}
 
-def measure(model_name: str, dataset: str, data_dir: str, overrides: list[str]) -> dict:
+
+def build(model_name: str, dataset: str, data_dir: str, overrides: list[str], bf16: bool):
+    """(trainer, data, config, max_len) of one precision; same seed, same weights."""
     import torch
 
     from hymoerec.config import TrainConfig, apply_overrides, from_dict
     from hymoerec.data.cache import load_dataset
     from hymoerec.models import build_model, config_class
-    from hymoerec.training.loop import Trainer, validate
+    from hymoerec.training.loop import Trainer
 
     source, data = load_dataset(dataset, data_dir)
     # the training settings of the model's run config (configs/DATASET-MODEL.yaml) if any
     config_file = Path(__file__).resolve().parents[1] / "configs" / f"{dataset}-{model_name}.yaml"
     base = yaml.safe_load(config_file.read_text()).get("train", {}) if config_file.is_file() else {}
+    base = {**base, "bf16": bf16}
     train_config = from_dict(TrainConfig, apply_overrides(base, overrides))
     max_len = train_config.max_len or source.max_len
-    options = (
-        {"max_len": max_len}
-        if "max_len" in {f for f in config_class(model_name).__dataclass_fields__}
-        else {}
-    )
+    fields = set(config_class(model_name).__dataclass_fields__)
+    options = {"max_len": max_len} if "max_len" in fields else {}
     torch.manual_seed(train_config.seed)
     model = build_model(model_name, options, data.num_items)
-    trainer = Trainer(model, data, train_config, max_len)
-    stats = trainer.run_epoch()
-    begin = time.perf_counter()
-    validate(model, data, "valid", max_len, train_config, trainer.device)
-    evaluation = time.perf_counter() - begin
-    return {
-        "model": model_name,
-        "batch_size": train_config.batch_size,
-        "batches": stats.steps,
-        "epoch_s": stats.seconds,
-        "targets": stats.targets,
-        "targets_per_s": stats.targets / stats.seconds,
-        "eval_s": evaluation,
-        "users": data.num_users,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    return Trainer(model, data, train_config, max_len), data, train_config, max_len
+
+
+def measure(
+    model_name: str,
+    dataset: str,
+    data_dir: str,
+    overrides: list[str],
+    fraction: float,
+    repeats: int,
+) -> dict:
+    """Both precisions through one epoch (or its first ``fraction``), batch by batch."""
+    from hymoerec.training.loop import validate
+
+    runs = {
+        name: build(model_name, dataset, data_dir, overrides, bf16)
+        for name, bf16 in PRECISIONS.items()
     }
+    streams = {name: run[0].sampler.epoch(run[0].rng) for name, run in runs.items()}
+    total = len(runs["float32"][0].sampler)
+    count = max(1, round(fraction * total))
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    targets = 0
+    for index in range(count):
+        order = list(runs) if index % 2 == 0 else list(reversed(runs))
+        for name in order:
+            begin = time.perf_counter()
+            batch = next(streams[name])
+            runs[name][0].train_batch(batch)
+            seconds[name].append(time.perf_counter() - begin)
+        targets += batch.num_targets
+    block = max(1, count // repeats)
+    ratios = [
+        sum(seconds["float32"][i : i + block]) / sum(seconds["bf16"][i : i + block])
+        for i in range(0, block * repeats if count >= repeats else count, block)
+    ]
+    evaluation: dict[str, list[float]] = {name: [] for name in runs}
+    for index in range(repeats):
+        order = list(runs) if index % 2 == 0 else list(reversed(runs))
+        for name in order:
+            trainer, data, config, max_len = runs[name]
+            begin = time.perf_counter()
+            validate(trainer.model, data, "valid", max_len, config, trainer.device)
+            evaluation[name].append(time.perf_counter() - begin)
+    trainer, data, config, _ = runs["float32"]
+    result = {
+        "model": model_name,
+        "batch_size": config.batch_size,
+        "batches": count,
+        "of_batches": total,
+        "targets": targets,
+        "users": data.num_users,
+        "ratio_median": statistics.median(ratios),
+        "ratio_range": [min(ratios), max(ratios)],
+        "eval_ratio": statistics.median(evaluation["float32"])
+        / statistics.median(evaluation["bf16"]),
+    }
+    for name in runs:
+        measured = sum(seconds[name])
+        result[name] = {
+            "epoch_s": measured * total / count,
+            "targets_per_s": targets / measured,
+            "eval_s": statistics.median(evaluation[name]),
+        }
+    return result
+
+
+def loss_speed(targets: int, items: int, dim: int, repeats: int) -> dict[str, float]:
+    """Median ms of one chunked-CE forward + backward, float32 and bf16 alternating."""
+    import torch
+
+    from hymoerec.training.loss import chunked_softmax_ce
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(targets, dim, generator=g, requires_grad=True)
+    weights = (0.3 * torch.randn(items + 1, dim, generator=g)).requires_grad_()
+    labels = torch.randint(1, items + 1, (targets,), generator=g)
+    seconds: dict[str, list[float]] = {name: [] for name in PRECISIONS}
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, bf16 in PRECISIONS.items():
+            begin = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = chunked_softmax_ce(hidden, weights, labels)
+            loss.backward()
+            seconds[name].append(time.perf_counter() - begin)
+    return {name: 1e3 * statistics.median(values[1:]) for name, values in seconds.items()}
+
+
+def peak_memory(
+    model_name: str, dataset: str, data_dir: str, overrides: list[str], bf16: bool, steps: int
+) -> dict:
+    """Max RSS of this process after ``steps`` steps on the longest batches and one evaluation."""
+    from hymoerec.training.loop import validate
+
+    trainer, data, config, max_len = build(model_name, dataset, data_dir, overrides, bf16)
+    batches = list(trainer.sampler.epoch(trainer.rng))
+    batches.sort(key=lambda b: -b.items.numel())
+    for batch in batches[:steps]:
+        trainer.train_batch(batch)
+    validate(trainer.model, data, "valid", max_len, config, trainer.device)
+    return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
 def curve(run: Path, split: str) -> tuple[str, list[tuple[int, float, float]], bool] | None:
@@ -126,6 +222,17 @@ def time_to_quality(
         print("~ seconds estimated as epoch x the run's mean epoch time (record without times)")
 
 
+def child(args: argparse.Namespace, *extra: str) -> dict:
+    command = [sys.executable, __file__, "--dataset", args.dataset, "--data-dir", args.data_dir]
+    command += [*extra, "--fraction", str(args.fraction), "--repeats", str(args.repeats)]
+    command += ["--memory-steps", str(args.memory_steps)]
+    for item in args.set:
+        command += ["--set", item]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    result: dict = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,6 +241,15 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--models", nargs="+", default=["hymoerec", "mamba4rec", "sasrec"])
     parser.add_argument("--set", action="append", default=[], help="TrainConfig KEY=VALUE")
+    parser.add_argument(
+        "--fraction", type=float, default=1.0, help="share of the epoch timed (extrapolated)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="blocks of batches / evaluations for the median"
+    )
+    parser.add_argument(
+        "--memory-steps", type=int, default=10, help="steps of the peak-memory runs"
+    )
     parser.add_argument(
         "--runs", nargs="+", type=Path, help="time to quality of run directories or records"
     )
@@ -146,41 +262,71 @@ def main() -> None:
         choices=["valid", "valid_history_excluded"],
         help="which validation ranking --runs reads",
     )
+    parser.add_argument(
+        "--loss-only",
+        metavar="TARGETS,ITEMS,DIM",
+        help="time the chunked CE alone at these shapes (ML-1M step: 6000,3416,64)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.runs:
         thresholds = tuple(float(t) for t in args.thresholds.split(","))
         time_to_quality(args.runs, thresholds, args.split)
         return
-    if args.child:
-        print(json.dumps(measure(args.child, args.dataset, args.data_dir, args.set)))
+    if args.loss_only:
+        targets, items, dim = (int(v) for v in args.loss_only.split(","))
+        ms = loss_speed(targets, items, dim, args.repeats)
+        print(f"chunked CE, {targets} targets x {items} items x {dim}, forward + backward")
+        print(f"load before: {load()}")
+        for name, value in ms.items():
+            print(f"{name:<8} {value:8.1f} ms per step")
+        print(f"speed-up {ms['float32'] / ms['bf16']:.2f}x, load after: {load()}")
         return
-    print(f"{args.dataset}, one full epoch, overrides: {args.set or 'none'}")
+    if args.child:
+        result = measure(
+            args.child, args.dataset, args.data_dir, args.set, args.fraction, args.repeats
+        )
+        print(json.dumps(result))
+        return
+    if args.child_memory:
+        name, precision = args.child_memory.split(":")
+        bf16 = PRECISIONS[precision]
+        memory = peak_memory(name, args.dataset, args.data_dir, args.set, bf16, args.memory_steps)
+        print(json.dumps(memory))
+        return
+    share = "one full epoch" if args.fraction >= 1 else f"{args.fraction:.0%} of an epoch"
+    print(f"{args.dataset}, {share}, float32 and bf16 alternating, overrides: {args.set or 'none'}")
+    print(f"threads {os.environ.get('OMP_NUM_THREADS', 'default')}, load before: {load()}")
     print(
-        f"{'model':<10} {'batch':>5} {'batches':>7} {'s/epoch':>8} {'targets':>9} "
-        f"{'targets/s':>10} {'eval s':>7} {'peak GB':>8}"
+        f"{'model':<10} {'batch':>5} {'precision':<9} {'s/epoch':>8} {'targets/s':>10} "
+        f"{'eval s':>7} {'peak GB':>8} {'speed-up (median, range)':>26}"
     )
     for model in args.models:
-        command = [
-            sys.executable,
-            __file__,
-            "--child",
-            model,
-            "--dataset",
-            args.dataset,
-            "--data-dir",
-            args.data_dir,
-        ]
-        for item in args.set:
-            command += ["--set", item]
-        done = subprocess.run(command, check=True, capture_output=True, text=True)
-        r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(
-            f"{r['model']:<10} {r['batch_size']:>5} {r['batches']:>7} {r['epoch_s']:>8.1f} "
-            f"{r['targets']:>9,} {r['targets_per_s']:>10,.0f} {r['eval_s']:>7.2f} "
-            f"{r['peak_rss_gb']:>8.2f}"
-        )
+        r = child(args, "--child", model)
+        extrapolated = "" if r["batches"] == r["of_batches"] else "~"
+        for name in PRECISIONS:
+            memory = child(args, "--child-memory", f"{model}:{name}")
+            m = r[name]
+            low, high = r["ratio_range"]
+            ratio = (
+                f"{r['ratio_median']:.2f}x ({low:.2f}-{high:.2f}), eval {r['eval_ratio']:.2f}x"
+                if name == "bf16"
+                else ""
+            )
+            print(
+                f"{r['model']:<10} {r['batch_size']:>5} {name:<9} "
+                f"{extrapolated + format(m['epoch_s'], '.1f'):>8} {m['targets_per_s']:>10,.0f} "
+                f"{m['eval_s']:>7.2f} {memory['peak_rss_gb']:>8.2f} {ratio:>26}"
+            )
+    print(f"load after: {load()}")
+    print("~ seconds per epoch extrapolated from the timed share of the batches")
+
+
+def load() -> str:
+    """The 1, 5 and 15-minute load averages (what else ran on the machine)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":

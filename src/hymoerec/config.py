@@ -112,7 +112,10 @@ class TrainConfig:
     loss: str = "chunked_ce"  # one of LOSS_NAMES above; docs/scaling.md compares them
     negatives: int = 256  # sampled negatives: per batch (sampled_softmax), per 8 targets (gbce)
     gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 = plain BCE (gSASRec uses 0.75)
-    bf16: bool = False  # bfloat16 autocast for the forward pass
+    # bfloat16 autocast of the forward pass and of the loss's item-table products; null =
+    # auto: on where the hardware runs bf16 natively (CPU avx512_bf16 / amx_bf16, a GPU
+    # with bf16), decided at run time and written into the run's config.yaml
+    bf16: bool | None = False
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     threads: int = 0  # torch CPU threads; 0 = automatic (see hymoerec.runtime)
     # also rank validation with each user's history excluded, every epoch (metrics.jsonl

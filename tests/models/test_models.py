@@ -198,3 +198,20 @@ def test_narm_equals_its_equations_prefix_by_prefix() -> None:
         model.next_item_hidden(items, lengths_t),
         model(items).hidden[torch.arange(3), lengths_t - 1],
     )
+
+
+@pytest.mark.parametrize("name", ["hymoerec", "mamba4rec"])
+def test_untied_embeddings_score_with_a_separate_output_table(name: str) -> None:
+    options = {"hidden_size": 16, "d_state": 8, "dropout": 0.0}
+    tied = tiny_model(name, options)
+    untied = tiny_model(name, {**options, "tied_embeddings": False})
+    assert tied.item_weights() is tied.item_embedding.weight  # type: ignore[union-attr]
+    assert "output_embedding.weight" not in tied.state_dict()  # old checkpoints still load
+    weights = untied.item_weights()
+    assert weights is untied.output_embedding.weight  # type: ignore[union-attr]
+    assert weights.shape == (NUM_ITEMS + 1, 16) and weights[0].abs().sum() == 0  # padding row
+    items = right_padded(LENGTHS, 8)
+    lengths = torch.tensor(LENGTHS)
+    hidden = untied.next_item_hidden(items, lengths)
+    torch.testing.assert_close(untied.score(items, lengths), hidden @ weights.T)
+    assert not torch.equal(weights, untied.item_embedding.weight)  # type: ignore[union-attr]

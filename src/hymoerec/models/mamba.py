@@ -49,11 +49,13 @@ class SelectiveScan(torch.autograd.Function):
         h = u.new_zeros(batch, d_inner, A.size(1))  # (B, Di, N)
         du = delta * u  # (B, L, Di)
         y = u.new_empty(batch, length, d_inner)
-        for t in range(length):
-            decay = torch.exp(delta[:, t, :, None] * A)  # (B, Di, N)
-            h = torch.mul(decay, h, out=states[t if keep else 0])
-            h.addcmul_(du[:, t, :, None], B[:, t, None, :])
-            y[:, t] = torch.bmm(h, C[:, t, :, None]).squeeze(-1)  # (B, Di)
+        # float32 throughout: under a bf16 autocast the bmm would otherwise round y_t
+        with torch.autocast(u.device.type, enabled=False):
+            for t in range(length):
+                decay = torch.exp(delta[:, t, :, None] * A)  # (B, Di, N)
+                h = torch.mul(decay, h, out=states[t if keep else 0])
+                h.addcmul_(du[:, t, :, None], B[:, t, None, :])
+                y[:, t] = torch.bmm(h, C[:, t, :, None]).squeeze(-1)  # (B, Di)
         if keep:
             ctx.save_for_backward(u, delta, A, B, C, states)
         return y
@@ -118,13 +120,14 @@ def last_state_scan(
     du = delta * u  # (B, L, Di)
     decay = torch.empty_like(h)
     ends = last.tolist()
-    for t in range(max(ends) + 1):
-        torch.exp(torch.mul(delta[:, t, :, None], A, out=decay), out=decay)  # (B, Di, N)
-        h.mul_(decay).addcmul_(du[:, t, :, None], B[:, t, None, :])
-        rows = [row for row, end in enumerate(ends) if end == t]
-        if rows:
-            index = torch.tensor(rows, device=u.device)
-            y[index] = torch.bmm(h[index], C_last[index, :, None]).squeeze(-1)
+    with torch.autocast(u.device.type, enabled=False):  # float32, as in SelectiveScan
+        for t in range(max(ends) + 1):
+            torch.exp(torch.mul(delta[:, t, :, None], A, out=decay), out=decay)  # (B, Di, N)
+            h.mul_(decay).addcmul_(du[:, t, :, None], B[:, t, None, :])
+            rows = [row for row, end in enumerate(ends) if end == t]
+            if rows:
+                index = torch.tensor(rows, device=u.device)
+                y[index] = torch.bmm(h[index], C_last[index, :, None]).squeeze(-1)
     return y
 
 

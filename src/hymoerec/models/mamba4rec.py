@@ -34,6 +34,9 @@ class Mamba4RecConfig:
     inner_multiplier: int = 4  # FFN width = inner_multiplier * hidden_size
     ffn: str = "dense"  # "dense": Mamba4Rec; "hymoe": HyMoERec
     moe: MoEConfig = field(default_factory=MoEConfig)  # used when ffn == "hymoe"
+    # score items with the input item table (Mamba4Rec); False: a separate output table,
+    # gSASRec's default (docs/scaling.md tests it with the gbce loss)
+    tied_embeddings: bool = True
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_layers", "d_state", "d_conv", "expand"):
@@ -92,6 +95,9 @@ class Mamba4Rec(MoEBackbone, SequentialModel):
         self.dropout = nn.Dropout(config.dropout)
         self.norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
         self.layers = nn.ModuleList(MambaLayer(config) for _ in range(config.num_layers))
+        self.output_embedding = (
+            None if config.tied_embeddings else nn.Embedding(num_items + 1, d, padding_idx=0)
+        )
         # The official Mamba4Rec (RecBole) init. As there, it also re-initialises the
         # mixer's Linear layers, dt_proj's bias included (delta starts near softplus(0));
         # A_log, D and the convolution keep the Mamba init.
@@ -107,7 +113,8 @@ class Mamba4Rec(MoEBackbone, SequentialModel):
         return ModelOutput(x, moe_aux_loss(stats, items, self.config.moe), tuple(stats))
 
     def item_weights(self) -> Tensor:
-        return self.item_embedding.weight  # (num_items + 1, D)
+        table = self.item_embedding if self.output_embedding is None else self.output_embedding
+        return table.weight  # (num_items + 1, D)
 
     def next_item_hidden(self, items: Tensor, lengths: Tensor) -> Tensor:
         # Only the last real position is scored: the last layer's mixer computes its

@@ -7,6 +7,7 @@ file exists, continues from it exactly where it stopped (``training/checkpoint.p
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import random
@@ -43,6 +44,7 @@ from hymoerec.training.distributed import World, broadcast_flag, init_process_gr
 from hymoerec.training.loss import LossFn, make_loss
 
 SELECTION_METRIC = "NDCG@10"
+CPUINFO = Path("/proc/cpuinfo")  # where native_bf16 reads the CPU's instruction sets
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +58,25 @@ def resolve_device(name: str, world: World | None = None) -> torch.device:
     """The configured device; in a data-parallel run on GPUs, this process's GPU."""
     local_rank = world.local_rank if world is not None and world.distributed else None
     return runtime.resolve_device(name, local_rank)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 matrix products natively: a GPU that supports bf16,
+    or a CPU with the avx512_bf16 or amx_bf16 instructions (read from /proc/cpuinfo)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    try:
+        flags = CPUINFO.read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_bf16(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """``config`` with ``bf16`` decided: null (auto) becomes ``native_bf16(device)``."""
+    if config.bf16 is not None:
+        return config
+    return dataclasses.replace(config, bf16=native_bf16(device))
 
 
 def item_counts(data: SequenceData) -> np.ndarray:
@@ -110,7 +131,7 @@ def validate(
     seen_penalty: float = 0.0,
 ) -> RankingResult:
     model.eval()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)):
         result = evaluate(
             FactorScorer(model.next_item_hidden, model.item_weights()),
             data,
@@ -138,7 +159,7 @@ def train_step(
     """Loss of one batch: (total to back-propagate, CE, auxiliary). ``network`` runs the
     forward pass when it is not ``model`` itself (its DistributedDataParallel wrapper)."""
     items, targets = batch.items.to(device), batch.targets.to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)):
         output = (network or model)(items, alpha_scale=scale)
         mask = targets != PAD
         ce = loss_fn(output.hidden[mask], model.item_weights(), targets[mask])
@@ -181,6 +202,7 @@ class Trainer:
         runtime.configure_threads(config.threads)
         self.world = world or World()
         self.device = resolve_device(config.device, self.world)
+        config = resolve_bf16(config, self.device)
         self.model = model.to(self.device)
         self.network: nn.Module = self.model
         if self.world.distributed:
@@ -229,9 +251,22 @@ class Trainer:
         self.step = state["step"]
         restore_rng_states(self.rng, state["rng"])
 
+    def train_batch(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on ``batch``; returns its (CE, auxiliary) losses."""
+        self.model.train()
+        scale = fusion_scale(self.model, self.step)
+        loss, ce, aux = train_step(
+            self.model, batch, scale, self.config, self.device, self.loss_fn, self.network
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        self.step += 1
+        return ce, aux
+
     def run_epoch(self, label: str = "", progress: bool = False) -> EpochStats:
-        model, config = self.model, self.config
-        model.train()
+        model = self.model
         mask_token = getattr(model, "mask_token", 0)
         mask_prob = getattr(model.config, "mask_prob", 0.0) if model.bidirectional else 0.0
         start = time.perf_counter()
@@ -247,15 +282,7 @@ class Trainer:
             leave=False,
         )
         for batch in bar:
-            scale = fusion_scale(model, self.step)
-            loss, ce, aux = train_step(
-                model, batch, scale, config, self.device, self.loss_fn, self.network
-            )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.schedule.step()
-            self.step += 1
+            ce, aux = self.train_batch(batch)
             steps += 1
             # weighted as the gradients are: summed over ranks, the global batch's means
             total_loss += ce.item() * batch.target_weight / world
@@ -294,7 +321,7 @@ def fit(
     and ends with the weights and metrics of a run that was never interrupted."""
     world = world or World()
     trainer = Trainer(model, data, config, max_len, world)
-    device = trainer.device
+    device, config = trainer.device, trainer.config  # bf16 decided
     best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
     best_valid: dict[str, float] = {}
     history: list[EpochRecord] = []

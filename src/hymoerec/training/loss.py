@@ -46,40 +46,73 @@ def full_softmax_ce(hidden: Tensor, weights: Tensor, targets: Tensor) -> Tensor:
 
 class _ChunkedSoftmaxCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, hidden: Tensor, weights: Tensor, targets: Tensor, chunk: int) -> Tensor:
-        hidden, weights = hidden.float(), weights.float()
-        grad_hidden = torch.empty_like(hidden)
-        grad_weights = torch.zeros_like(weights)
-        total = hidden.new_zeros(())
-        for start in range(0, hidden.size(0), chunk):
-            h, y = hidden[start : start + chunk], targets[start : start + chunk]
-            logits = h @ weights.T  # (C, N + 1)
-            logits[:, PAD] = -torch.inf
-            log_z = torch.logsumexp(logits, dim=1)  # (C,)
-            total += (log_z - logits.gather(1, y[:, None]).squeeze(1)).sum()
-            # d CE / d logits = softmax - one_hot(target), computed in place
-            probs = logits.sub_(log_z[:, None]).exp_()
-            probs[torch.arange(len(y), device=y.device), y] -= 1.0
-            grad_hidden[start : start + chunk] = probs @ weights
-            grad_weights.addmm_(probs.T, h)
+    def forward(
+        ctx: Any, hidden: Tensor, weights: Tensor, targets: Tensor, chunk: int, dtype: torch.dtype
+    ) -> Tensor:
+        # The three products (the logits and the two gradients) run in ``dtype``; the
+        # softmax kernel and every sum over items or targets accumulate in float32, and
+        # the per-chunk gradients are added to float32 totals.
+        with torch.autocast(hidden.device.type, enabled=False):
+            h_all, table = hidden.to(dtype), weights.to(dtype)  # (T, D), (N + 1, D)
+            table_t = table.T.contiguous()  # (D, N + 1): the fast layout for the logits
+            grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
+            grad_weights = torch.zeros(weights.shape, dtype=torch.float32, device=weights.device)
+            total = torch.zeros((), dtype=torch.float64, device=hidden.device)
+            for start in range(0, hidden.size(0), chunk):
+                h, y = h_all[start : start + chunk], targets[start : start + chunk]
+                logits = h @ table_t  # (C, N + 1)
+                logits[:, PAD] = -torch.inf
+                probs = torch.softmax(logits, dim=1)  # (C, N + 1) one fused pass per row
+                total += _target_nll(probs, logits, y).sum()
+                # d CE / d logits = softmax - one_hot(target); the one-hot part is added
+                # exactly, in float32, as rows of the table and of the hidden states
+                grad = (probs @ table).float() - weights[y].float()  # (C, D)
+                grad_hidden[start : start + chunk] = grad
+                grad_weights.add_(probs.T @ h).index_add_(0, y, h.float(), alpha=-1.0)
         count = max(hidden.size(0), 1)
         ctx.save_for_backward(grad_hidden / count, grad_weights / count)
-        return total / count
+        ctx.hidden_dtype = hidden.dtype
+        return (total / count).float()
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None, None, None]:
         grad_hidden, grad_weights = ctx.saved_tensors
-        return grad_hidden * grad, grad_weights * grad, None, None
+        return (grad_hidden * grad).to(ctx.hidden_dtype), grad_weights * grad, None, None, None
+
+
+def _target_nll(probs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
+    """(C,) -log p(target) from the softmax; rows whose target probability underflows
+    (a logit gap over ~87) take it from their float32 log-sum-exp instead."""
+    p = probs.gather(1, targets[:, None]).squeeze(1).double()  # (C,)
+    nll = -p.log()
+    tiny = p < 1e-30
+    if tiny.any():
+        rows = logits[tiny].float()
+        lse = torch.logsumexp(rows, dim=1) - rows.gather(1, targets[tiny, None]).squeeze(1)
+        nll[tiny] = lse.double()
+    return nll
 
 
 def chunked_softmax_ce(
     hidden: Tensor, weights: Tensor, targets: Tensor, chunk: int = 512
 ) -> Tensor:
     """Same value and gradients as ``full_softmax_ce``, memory bounded by ``chunk`` rows of
-    logits and by ``MAX_CHUNK_LOGITS`` in all (1M items: 32 targets at a time)."""
+    logits and by ``MAX_CHUNK_LOGITS`` in all (1M items: 32 targets at a time).
+
+    Under a bfloat16 autocast (``train.bf16``) the three item-table products run in
+    bfloat16, the softmax and every sum in float32: the same loss up to bfloat16 rounding
+    of the scores and of the per-chunk gradient products (tests/training/test_loss.py)."""
     chunk = max(1, min(chunk, MAX_CHUNK_LOGITS // weights.size(0)))
-    loss: Tensor = _ChunkedSoftmaxCE.apply(hidden, weights, targets, chunk)
+    loss: Tensor = _ChunkedSoftmaxCE.apply(hidden, weights, targets, chunk, matmul_dtype(hidden))
     return loss
+
+
+def matmul_dtype(like: Tensor) -> torch.dtype:
+    """bfloat16 inside a bfloat16 autocast region on ``like``'s device, else float32."""
+    device = like.device.type
+    if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16:
+        return torch.bfloat16
+    return torch.float32
 
 
 # the exact losses, which need nothing but their arguments
@@ -133,6 +166,11 @@ class GBCE:
     target then pushes away the same S items and the model learns to score everything
     low (ML-100K, 10 epochs: valid NDCG@10 0.0045 with one draw per batch, 0.0184 with
     one draw per 8 targets; exact CE 0.0488, sampled softmax 0.0360).
+
+    On ML-1M and ML-100K it has so far learnt little beyond item popularity; the
+    load-balance loss is ruled out as the cause and tied input/output item tables are
+    under test (``model_options.tied_embeddings=false``; docs/scaling.md, "Why gBCE fell
+    to popularity").
     """
 
     TARGETS_PER_DRAW = 8

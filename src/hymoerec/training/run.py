@@ -77,7 +77,14 @@ from hymoerec.training.distributed import (
     shutdown,
     world_from_env,
 )
-from hymoerec.training.loop import EpochRecord, fit, resolve_device, seed_everything, validate
+from hymoerec.training.loop import (
+    EpochRecord,
+    fit,
+    resolve_bf16,
+    resolve_device,
+    seed_everything,
+    validate,
+)
 
 TEST_RANKS = "test_ranks.npy"
 log = logging.getLogger(__name__)
@@ -231,6 +238,9 @@ def _train(
 ) -> dict[str, Any]:
     if run_dir.exists():
         raise ConfigError(f"run directory {run_dir} already exists; choose another --out")
+    # bf16 = auto is decided here, so that config.yaml records what the run used
+    train = resolve_bf16(config.train, resolve_device(config.train.device, world))
+    config = dataclasses.replace(config, train=train)
     if not world.is_main:
         barrier(world)  # rank 0 prepares and caches the dataset; the others then load it
     source, data = load_data(config)
