@@ -160,6 +160,25 @@ def write_record(record: dict[str, Any], name: str) -> Path:
     return path
 
 
+def finish(record: dict[str, Any], name: str, prefix: str = "") -> Path:
+    """Write the record and print its one-line summary (``prefix`` first, if any)."""
+    kept, excluded = record["test_kept"], record["test_excluded"]
+    share, seconds = record["test_history_top10"], record["wall_seconds"]
+    path = write_record(record, name)
+    print(
+        f"{path}: {prefix}test NDCG@10 kept {kept['NDCG@10']:.4f} excluded "
+        f"{excluded['NDCG@10']:.4f}, history in top 10 {share:.2f}, {seconds:.0f} s"
+    )
+    return path
+
+
+def command(script: str, args: Any, *extra: str) -> str:
+    """The command line that reproduces a run of ``script`` (run from the checkout)."""
+    words = [script, "--dataset", args.dataset, "--model", args.model]
+    words += ["--seed", str(args.seed), "--epochs", str(args.epochs), *extra]
+    return " ".join([*words, "--data-dir", "../shared/data"])
+
+
 def record_name(dataset: str, model: str, implementation: str, seed: int) -> str:
     return f"{dataset}--{model}--{implementation}--seed{seed}"
 

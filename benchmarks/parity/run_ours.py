@@ -76,19 +76,14 @@ def main() -> None:
         "wall_seconds": round(train_seconds, 1),
         "own_test": final["test"],
         **report,
-        "command": "python benchmarks/parity/run_ours.py "
-        + f"--dataset {args.dataset} --model {args.model} --seed {args.seed} "
-        + f"--epochs {args.epochs}"
-        + "".join(f" --set {s}" for s in args.set)
-        + (f" --tag {args.tag}" if args.tag != "ours" else "")
-        + " --data-dir ../shared/data",
+        "command": harness.command(
+            "python benchmarks/parity/run_ours.py",
+            args,
+            *(f"--set {s}" for s in args.set),
+            *(["--tag", args.tag] if args.tag != "ours" else []),
+        ),
     }
-    path = harness.write_record(record, name)
-    kept, excluded = report["test_kept"], report["test_excluded"]
-    print(
-        f"{path}: test NDCG@10 kept {kept['NDCG@10']:.4f} excluded {excluded['NDCG@10']:.4f}, "
-        f"history in top 10 {report['test_history_top10']:.2f}, {train_seconds:.0f} s"
-    )
+    harness.finish(record, name)
 
 
 if __name__ == "__main__":

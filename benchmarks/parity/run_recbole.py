@@ -234,19 +234,17 @@ def main() -> None:
         },
         "own_valid": {key: float(value) for key, value in best_valid.items()},
         **report,
-        "command": "benchmarks/parity/.venv/bin/python benchmarks/parity/run_recbole.py "
-        + f"--dataset {args.dataset} --model {args.model} --seed {args.seed} "
-        + f"--epochs {args.epochs}"
-        + (f" --batch-size {args.batch_size}" if args.batch_size != harness.RECBOLE_BATCH else "")
-        + " --data-dir ../shared/data",
+        "command": harness.command(
+            "benchmarks/parity/.venv/bin/python benchmarks/parity/run_recbole.py",
+            args,
+            *(
+                ["--batch-size", str(args.batch_size)]
+                if args.batch_size != harness.RECBOLE_BATCH
+                else []
+            ),
+        ),
     }
-    path = harness.write_record(record, name)
-    kept, excluded = report["test_kept"], report["test_excluded"]
-    print(
-        f"{path}: RecBole's own test NDCG@10 {own_test['ndcg@10']:.4f}; ours: kept "
-        f"{kept['NDCG@10']:.4f} excluded {excluded['NDCG@10']:.4f}, history in top 10 "
-        f"{report['test_history_top10']:.2f}, {record['wall_seconds']:.0f} s"
-    )
+    harness.finish(record, name, f"RecBole's own test NDCG@10 {own_test['ndcg@10']:.4f}; ours: ")
 
 
 if __name__ == "__main__":
