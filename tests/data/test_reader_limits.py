@@ -219,3 +219,20 @@ def test_cache_key_covers_the_separator(tmp_path: Path) -> None:
     assert (as_csv.num_users, as_csv.num_items) == (6, 9)
     assert (as_tsv.num_users, as_tsv.num_items) == (12, 12)
     assert np.all(np.char.startswith(as_tsv.users.external.astype(str), "tu"))
+
+
+def test_long_fields_do_not_stop_the_format_sniffer(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The format is recognised from the first lines, which may hold a field over the
+    csv module's 128 KiB default: found, then read, with no --format given."""
+    path = tmp_path / "reviews.csv"
+    rows = [f"u{u},i{i},{i},{'x' * 200_000}" for u in range(4) for i in range(3)]
+    path.write_text("user,item,time,text\n" + "\n".join(rows) + "\n")
+    args = ["data", "stats", str(path), "--cache-dir", str(tmp_path / "c"), "--json"]
+    args += ["--user-core", "3", "--item-core", "1"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["interactions"] == 12
+    huge = tmp_path / "seq.txt"
+    huge.write_text("u0 " + "y" * 5_000_000 + "\nu1 a b\n")
+    assert main(["data", "stats", str(huge), "--cache-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and len(err) < 500

@@ -125,7 +125,7 @@ def read_amazon_ratings(
 ) -> Interactions:
     """Amazon 2014 ``ratings_<Category>.csv``: ``user,item,rating,timestamp``, no header."""
     path = Path(path)
-    with _text_lines(path, encoding, progress) as lines, _csv_field_limit():
+    with _text_lines(path, encoding, progress) as lines, csv_field_limit():
         return _rating_rows(path, _csv_rows(path, lines, ","), "','", min_rating)
 
 
@@ -234,7 +234,7 @@ def _read_delimited(
     items: list[str] = []
     times = _Times(path)
     ratings: list[float] = []
-    with _text_lines(path, encoding, progress) as lines, _csv_field_limit():
+    with _text_lines(path, encoding, progress) as lines, csv_field_limit():
         rows = _csv_rows(path, lines, sep)
         _, header = next(rows, (0, None))
         if header is None:
@@ -709,7 +709,7 @@ def _csv_rows(path: Path, lines: Iterator[str], sep: str) -> Iterator[tuple[int,
 
     The csv module in strict mode: a stray quote or a quoted field still open at the end
     of the file is an error at the line where the row starts, not where reading stopped.
-    Read inside :func:`_csv_field_limit`.
+    Read inside :func:`csv_field_limit`.
     """
     reader = csv.reader(lines, delimiter=sep, strict=True)
     while True:
@@ -728,7 +728,7 @@ def _csv_rows(path: Path, lines: Iterator[str], sep: str) -> Iterator[tuple[int,
 
 
 @contextmanager
-def _csv_field_limit() -> Iterator[None]:
+def csv_field_limit() -> Iterator[None]:
     """Lift the csv module's 128 KiB field limit while a reader runs (a review text column
     is legitimately longer), and put the process-wide setting back afterwards."""
     limit = csv.field_size_limit(_CSV_FIELD_LIMIT)

@@ -216,7 +216,13 @@ def _ratings_layout(rows: list[list[str]]) -> bool:
 
 
 def _fields(line: str, sep: str) -> list[str]:
-    return [field.strip() for field in next(csv.reader([line], delimiter=sep), [])]
+    """The fields of one line; a line csv cannot split counts as a single field (the
+    reader reports it with its line number if the format is then chosen)."""
+    with readers.csv_field_limit():
+        try:
+            return [field.strip() for field in next(csv.reader([line], delimiter=sep), [])]
+        except csv.Error:
+            return [line]
 
 
 def _header_separator(lines: list[str]) -> str | None:
