@@ -18,7 +18,7 @@ from hymoerec.models.base import ModelOutput, RouterStats, SequentialModel
 from hymoerec.models.config import one_of, positive_int, probability
 from hymoerec.models.layers import LAYER_NORM_EPS, PositionEmbedding, recbole_init
 from hymoerec.models.moe import FFN_KINDS, MoEBackbone, MoEConfig, moe_aux_loss
-from hymoerec.models.sasrec import transformer_layers
+from hymoerec.models.transformer import transformer_layers
 
 
 @dataclass(frozen=True)

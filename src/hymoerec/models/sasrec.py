@@ -7,23 +7,14 @@ post-LN transformer layers. ``ffn: hymoe`` puts the Hybrid MoE into every layer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from hymoerec.models.base import ModelOutput, RouterStats, SequentialModel
 from hymoerec.models.config import one_of, positive_int, probability
-from hymoerec.models.layers import (
-    LAYER_NORM_EPS,
-    PositionEmbedding,
-    TransformerBlock,
-    causal_mask,
-    recbole_init,
-)
-from hymoerec.models.moe import FFN_KINDS, MoEBackbone, MoEConfig, make_ffn, moe_aux_loss
-
-if TYPE_CHECKING:
-    from hymoerec.models.bert4rec import BERT4RecConfig
+from hymoerec.models.layers import LAYER_NORM_EPS, PositionEmbedding, causal_mask, recbole_init
+from hymoerec.models.moe import FFN_KINDS, MoEBackbone, MoEConfig, moe_aux_loss
+from hymoerec.models.transformer import transformer_layers
 
 
 @dataclass(frozen=True)
@@ -53,22 +44,6 @@ class SASRecConfig:
         one_of("ffn", self.ffn, FFN_KINDS)
         if not isinstance(self.moe, MoEConfig):
             raise ValueError(f"moe must be a MoEConfig, got {type(self.moe).__name__}")
-
-
-def transformer_layers(config: SASRecConfig | BERT4RecConfig) -> nn.ModuleList:
-    """The stack of transformer blocks SASRec and BERT4Rec share; each block's FFN is a
-    plain point-wise FFN or the Hybrid MoE, as ``config.ffn`` says."""
-    d = config.hidden_size
-    return nn.ModuleList(
-        TransformerBlock(
-            d,
-            config.num_heads,
-            make_ffn(d, config.inner_size, config.dropout, config.ffn, config.moe),
-            config.dropout,
-            config.attn_dropout,
-        )
-        for _ in range(config.num_layers)
-    )
 
 
 class SASRec(MoEBackbone, SequentialModel):
