@@ -53,6 +53,12 @@ class SequentialModel(nn.Module):
         models without a mixture of experts)."""
         raise NotImplementedError
 
+    @property
+    def fusion_warmup_steps(self) -> int:
+        """T_warmup of the fusion warm-up factor min(1, t / T_warmup) the trainer passes as
+        ``alpha_scale``; 0 for models with nothing to warm up."""
+        return 0
+
     def item_weights(self) -> Tensor:
         """(num_items + 1, D) table whose dot products with hidden states are the scores;
         row 0 (padding) is never ranked."""

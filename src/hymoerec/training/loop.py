@@ -33,6 +33,7 @@ from hymoerec.data.protocol import SequenceData
 from hymoerec.evaluation.evaluator import FactorScorer, evaluate
 from hymoerec.evaluation.metrics import RankingResult
 from hymoerec.models.base import SequentialModel
+from hymoerec.models.moe import warmup_scale
 from hymoerec.training.batches import BatchSampler, TrainBatch
 from hymoerec.training.checkpoint import (
     load_checkpoint,
@@ -91,8 +92,8 @@ def item_counts(data: SequenceData) -> np.ndarray:
 
 def fusion_scale(model: SequentialModel, step: int) -> float:
     """min(1, t / T_warmup): the fusion warm-up factor of the paper's Adaptive Expert Fusion."""
-    warmup = getattr(model, "fusion_warmup_steps", 0)
-    return 1.0 if warmup <= 0 else min(1.0, step / warmup)
+    warmup = model.fusion_warmup_steps
+    return 1.0 if warmup <= 0 else warmup_scale(step, warmup)
 
 
 @dataclass
