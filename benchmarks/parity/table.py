@@ -24,7 +24,15 @@ BEGIN, END = "<!-- parity:begin -->", "<!-- parity:end -->"
 
 def load(results: Path = RESULTS) -> list[dict[str, Any]]:
     records = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
-    return sorted(records, key=lambda r: (r["dataset"], r["model"], r["implementation"], r["seed"]))
+    return sorted(
+        records,
+        key=lambda r: (r["dataset"], r["model"], r["epochs"], r["implementation"], r["seed"]),
+    )
+
+
+def label(record: dict[str, Any]) -> str:
+    """'ours' or 'recbole': a record's tag names its epoch budget too (ours-e11)."""
+    return str(record["implementation"]).split("-")[0]
 
 
 def mean_std(values: list[float]) -> str:
@@ -36,7 +44,7 @@ def mean_std(values: list[float]) -> str:
 def summary(records: list[dict[str, Any]]) -> list[str]:
     groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        groups[(r["dataset"], r["model"], r["implementation"], r["epochs"])].append(r)
+        groups[(r["dataset"], r["model"], label(r), r["epochs"])].append(r)
     lines = [
         "| dataset | model | implementation | epochs | seeds | NDCG@10 kept | HR@10 kept "
         "| NDCG@10 excluded | HR@10 excluded | history in top 10 |",
@@ -68,7 +76,7 @@ def runs(records: list[dict[str, Any]]) -> list[str]:
         epochs = r.get("epochs_run") or r["epochs"]
         per_epoch = r["wall_seconds"] / epochs if epochs else float("nan")
         lines.append(
-            f"| {r['dataset']} | {r['model']} | {r['implementation']} | {r['seed']} "
+            f"| {r['dataset']} | {r['model']} | {label(r)} | {r['seed']} "
             f"| {epochs} ({r.get('best_epoch')}) | {r['test_kept']['NDCG@10']:.4f} "
             f"| {r['test_excluded']['NDCG@10']:.4f} | {r['test_history_top10']:.2f} "
             f"| {r['own_test']['NDCG@10']:.4f} "
