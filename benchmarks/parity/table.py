@@ -35,6 +35,11 @@ def label(record: dict[str, Any]) -> str:
     return str(record["implementation"]).split("-")[0]
 
 
+def batch(record: dict[str, Any]) -> str:
+    unit = record["train"].get("batch_unit", "windows")
+    return f"{record['train']['batch_size']} {unit}"
+
+
 def mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.4f}"
@@ -42,15 +47,15 @@ def mean_std(values: list[float]) -> str:
 
 
 def summary(records: list[dict[str, Any]]) -> list[str]:
-    groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, int, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        groups[(r["dataset"], r["model"], label(r), r["epochs"])].append(r)
+        groups[(r["dataset"], r["model"], label(r), r["epochs"], batch(r))].append(r)
     lines = [
-        "| dataset | model | implementation | epochs | seeds | NDCG@10 kept | HR@10 kept "
-        "| NDCG@10 excluded | HR@10 excluded | history in top 10 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | model | implementation | epochs | batch | seeds | NDCG@10 kept "
+        "| HR@10 kept | NDCG@10 excluded | HR@10 excluded | history in top 10 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (dataset, model, implementation, epochs), group in groups.items():
+    for (dataset, model, implementation, epochs, size), group in groups.items():
         cells = [
             mean_std([r["test_kept"]["NDCG@10"] for r in group]),
             mean_std([r["test_kept"]["HR@10"] for r in group]),
@@ -59,7 +64,7 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
             f"{statistics.mean(r['test_history_top10'] for r in group):.2f}",
         ]
         lines.append(
-            f"| {dataset} | {model} | {implementation} | {epochs} | {len(group)} | "
+            f"| {dataset} | {model} | {implementation} | {epochs} | {size} | {len(group)} | "
             + " | ".join(cells)
             + " |"
         )
