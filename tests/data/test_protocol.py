@@ -4,7 +4,7 @@ import pytest
 from hymoerec.data.batches import right_padded
 from hymoerec.data.errors import DataError
 from hymoerec.data.interactions import Interactions
-from hymoerec.data.protocol import ProtocolConfig, apply_protocol, k_core, statistics
+from hymoerec.data.protocol import IdMap, ProtocolConfig, apply_protocol, k_core, statistics
 
 
 def log(rows: list[tuple[str, str, int]]) -> Interactions:
@@ -141,3 +141,11 @@ def test_statistics_count_targets_in_the_training_part() -> None:
     assert stats["test_target_train_count_median"] == 1.0  # d: 0, b: 2
     assert stats["valid_targets_under_10_in_train"] == 1.0
     assert stats["train_targets"] == 4  # (5 - 3) per user
+
+
+def test_id_lookup_never_aliases_control_characters() -> None:
+    """NumPy's string arrays drop trailing NULs: "1\\x00" must stay unknown, not become "1"."""
+    ids = IdMap(np.array(["1", "2", "10"]), offset=1)
+    assert ids.to_internal(["1", "1\x00", "2\x00\x00", " 1", "10"]).tolist() == [1, -1, -1, -1, 3]
+    assert ids.to_internal("1\x00").tolist() == [-1]
+    assert ids.to_internal(np.array(["2", "10"])).tolist() == [2, 3]

@@ -59,8 +59,15 @@ class IdMap:
         return self.external[np.asarray(internal) - self.offset]
 
     def to_internal(self, external: np.ndarray | list[str] | str) -> np.ndarray:
-        """Internal ids of known external ids; -1 for unknown ones."""
-        ids = np.atleast_1d(np.asarray(external, dtype=str))
+        """Internal ids of known external ids; -1 for unknown ones. Python strings are
+        looked up as they are: a NumPy string array would drop trailing NUL characters and
+        alias "1\\x00" to "1"."""
+        if isinstance(external, str):
+            ids = [external]
+        elif isinstance(external, np.ndarray):
+            ids = [str(e) for e in external.ravel().tolist()]
+        else:
+            ids = [str(e) for e in external]
         lookup = self._lookup()
         return np.array([lookup.get(e, -1) for e in ids], dtype=np.int64)
 
