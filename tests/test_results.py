@@ -179,6 +179,12 @@ def test_render_validation_gap_compute_and_notes(tmp_path: Path) -> None:
     assert "## Why we differ\n\nTie order, measured." in text
     assert "Training wall time of these 3 runs: 2.0 h on cpu." in text  # 60 + 60 + 7200 s
     assert "Why we differ" not in render(records, [], tmp_path / "results.md", None, None)
+    summary = tmp_path / "results-summary.md"
+    summary.write_text("## Conclusion\n\nParity holds.\n")
+    opened = render(records, [], tmp_path / "results.md", None, notes, summary)
+    # the conclusion comes right after the title, before the tables
+    assert opened.index("## Conclusion\n\nParity holds.") < opened.index("## Table 1")
+    assert opened.split("\n")[4] == "## Conclusion"
 
 
 def test_plan_seeds_and_shared_ablation_runs() -> None:
