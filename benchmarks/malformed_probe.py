@@ -128,6 +128,12 @@ def cached_sequence(cache: Path, user: str) -> list[str]:
 SEQ = ("--format", "sequences")  # lines of four fields could also be a headerless table
 
 
+def interruptible() -> None:
+    """In the child: Ctrl-C back to its default, which a shell running this probe in the
+    background sets to ignored (and Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def reader_cases(hymoerec: Runner) -> list[Case]:
     def stats(file: Path, *options: str, cache: Path | None = None) -> Outcome:
         cache = cache or file.parent / "cache"
@@ -547,19 +553,18 @@ def artifact_cases(hymoerec: Runner, work: Path) -> list[Case]:
         )
 
         def cache_damage(tmp: Path, d: Callable[[Path], None] = damage) -> tuple[Outcome, None]:
-            target = copy(tmp)
+            # a run evaluates from its own data copy; the shared cache entry is what
+            # `data stats` and the next run read
             private = tmp / "cache"
             shutil.copytree(cache, private)
-            config = (target / "config.yaml").read_text()
-            (target / "config.yaml").write_text(config.replace(str(cache), str(private)))
-            (target / "checksums.json").unlink(missing_ok=True)  # the config was edited
             (entry,) = [p for p in private.iterdir() if not p.name.startswith(".")]
             d(entry / "items.npy")
-            return hymoerec("evaluate", str(target), "--json"), None
+            stats = ("data", "stats", str(data), "--cache-dir", str(private))
+            return hymoerec(*stats), None
 
         cases.append(
             Case(
-                f"evaluate: cache items.npy {kind}",
+                f"data stats: cache items.npy {kind}",
                 "10",
                 cache_damage,
                 names="items.npy",
@@ -622,7 +627,12 @@ def artifact_cases(hymoerec: Runner, work: Path) -> list[Case]:
         out = tmp / "interrupted"
         command = [sys.executable, "-m", "hymoerec", *train_command(data, out, cache, 50)]
         child = subprocess.Popen(
-            command, env=hymoerec.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command,
+            env=hymoerec.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=interruptible,
         )
         checkpoint = tmp / "interrupted.partial" / "checkpoint.pt"
         deadline = time.monotonic() + 300

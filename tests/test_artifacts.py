@@ -397,6 +397,12 @@ def test_interrupt_before_the_first_checkpoint_leaves_nothing(
     assert not out.exists() and not partial_dir(out).exists()
 
 
+def interruptible() -> None:
+    """In the child: Ctrl-C back to its default, which a shell running the tests in the
+    background sets to ignored (and Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_after_a_checkpoint_prints_one_line_and_resumes(tmp_path: Path) -> None:
     synthetic(tmp_path / "data")
     out = tmp_path / "run"
@@ -408,6 +414,7 @@ def test_sigint_after_a_checkpoint_prints_one_line_and_resumes(tmp_path: Path) -
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     checkpoint = partial_dir(out) / CHECKPOINT
     deadline = time.monotonic() + 300
