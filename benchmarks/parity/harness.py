@@ -8,6 +8,7 @@ the RecBole one alike.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -158,6 +159,14 @@ def write_record(record: dict[str, Any], name: str) -> Path:
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both sides take: what to train, with which seed, for how long."""
+    parser.add_argument("--dataset", required=True, choices=sorted(TRAIN))
+    parser.add_argument("--model", required=True, choices=sorted(RECBOLE_MODELS))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--epochs", type=int, required=True)
 
 
 def finish(record: dict[str, Any], name: str, prefix: str = "") -> Path:

@@ -145,10 +145,7 @@ def log_summary(work: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, choices=sorted(harness.TRAIN))
-    parser.add_argument("--model", required=True, choices=sorted(harness.RECBOLE_MODELS))
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--epochs", type=int, required=True)
+    harness.run_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=harness.RECBOLE_BATCH)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--work", type=Path, default=harness.ROOT / "runs" / "parity")
