@@ -56,18 +56,23 @@ def encode(port: int, payload: dict[str, object]) -> bytes:
     return head.encode() + body
 
 
-async def exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> bool:
-    """One request on a keep-alive connection; True when the answer is 200 with 10 items."""
-    writer.write(request)
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """(status, body) of one HTTP/1.1 answer with a Content-Length."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     length = 0
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
-    body = await reader.readexactly(length)
+    return status, await reader.readexactly(length)
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> bool:
+    """One request on a keep-alive connection; True when the answer is 200 with 10 items."""
+    writer.write(request)
+    status, body = await read_response(reader)
     return status == 200 and len(json.loads(body)["items"]) == 10
 
 

@@ -38,7 +38,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from serve_load import drive, encode, free_port, wait_ready
+from serve_load import drive, encode, free_port, read_response, wait_ready
 
 CATALOGUE = 12
 FD_LIMIT = 1024  # the server's open-file limit, as on the machine of the report
@@ -70,16 +70,6 @@ def raw(method: str, path: str, body: bytes = b"", **headers: str) -> bytes:
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     head += "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
     return head.encode() + b"\r\n" + body
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    return status, await reader.readexactly(length)
 
 
 class Connection:
