@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from hymoerec import runtime
 from hymoerec.cli import main
+from hymoerec.config import TrainConfig
 from hymoerec.runtime import DeviceError, configure_threads, default_threads, resolve_device
 
 
@@ -56,3 +58,26 @@ def test_an_unusable_device_is_a_clear_error(
     assert main(["recommend", str(tiny_run), "--user", "1", "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "has no CUDA support; use --device cpu" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ("flags : fpu avx512f avx512_bf16\n", True),
+        ("flags : amx_bf16\n", True),
+        ("flags : avx2\n", False),
+    ],
+)
+def test_bf16_auto_follows_the_cpu_flags_and_an_explicit_choice_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, flags: str, native: bool
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(flags)
+    monkeypatch.setattr(runtime, "CPUINFO", cpuinfo)
+    cpu = torch.device("cpu")
+    assert runtime.native_bf16(cpu) is native
+    assert runtime.resolve_bf16(TrainConfig(bf16=None), cpu).bf16 is native
+    assert runtime.resolve_bf16(TrainConfig(bf16=False), cpu).bf16 is False
+    assert runtime.resolve_bf16(TrainConfig(bf16=True), cpu).bf16 is True
+    monkeypatch.setattr(runtime, "CPUINFO", tmp_path / "missing")  # not Linux: no auto bf16
+    assert runtime.native_bf16(cpu) is False

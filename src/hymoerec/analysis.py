@@ -33,8 +33,9 @@ from hymoerec.models import build_model
 from hymoerec.models.base import SequentialModel
 from hymoerec.plots import read_metrics, save_png
 from hymoerec.rundir import check_run_dir, load_weights, read_config, read_dataset
-from hymoerec.training.loop import fusion_scale, item_counts
+from hymoerec.training.loss import train_item_counts
 from hymoerec.training.run import load_data
+from hymoerec.training.schedule import fusion_scale
 
 LENGTH_EDGES = (0, 10, 20, 50, 100, 200)  # history-length buckets [a, b), the last open
 DECILES = 10
@@ -101,7 +102,7 @@ def popularity_deciles(data: SequenceData) -> tuple[np.ndarray, np.ndarray]:
     """(decile 0-9 of each test user, training count of each user's test target). Users
     are ranked by their target's popularity and cut into ten groups of equal size, so
     each decile holds a tenth of the test users (not of the items)."""
-    popularity = item_counts(data)[data.split("test").targets]  # (U,)
+    popularity = train_item_counts(data)[data.split("test").targets]  # (U,)
     order = np.argsort(popularity, kind="stable")
     decile = np.empty(len(order), dtype=np.int64)
     decile[order] = np.arange(len(order)) * DECILES // len(order)

@@ -1,6 +1,7 @@
-"""Where computation runs: the torch device and the number of CPU threads.
+"""Where computation runs: the torch device, the number of CPU threads and whether
+bfloat16 is used where a run leaves it to the machine (``train.bf16: null``).
 
-Every command that computes goes through these two functions, so the rules live here.
+Every command that computes goes through these functions, so the rules live here.
 
 Threads. torch's own default spins one thread per logical CPU, which collapses when other
 processes share the machine (an ML-1M epoch went from 62 s to 804 s next to one busy
@@ -16,6 +17,7 @@ divided among the processes of a ``torchrun`` job on this machine, and never bel
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -24,9 +26,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported lazily: data commands start without it
     import torch
 
+    from hymoerec.config import TrainConfig
+
 log = logging.getLogger(__name__)
 
 DEVICES = "auto, cpu or cuda[:N]"
+CPUINFO = Path("/proc/cpuinfo")  # where native_bf16 reads the CPU's instruction sets
 
 
 class DeviceError(ValueError):
@@ -62,6 +67,27 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
             count = torch.cuda.device_count()
             raise DeviceError(f"device {name!r}: only {count} GPU(s) visible")
     return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 matrix products natively: a GPU that supports bf16,
+    or a CPU with the avx512_bf16 or amx_bf16 instructions (read from /proc/cpuinfo)."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    try:
+        flags = CPUINFO.read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_bf16(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """``config`` with ``bf16`` decided: null (auto) becomes ``native_bf16(device)``."""
+    if config.bf16 is not None:
+        return config
+    return dataclasses.replace(config, bf16=native_bf16(device))
 
 
 def physical_cores(cpus: set[int]) -> int:

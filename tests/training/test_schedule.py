@@ -1,14 +1,11 @@
 """The learning-rate schedule: linear warm-up, then constant or cosine decay to zero."""
 
 import math
-from pathlib import Path
 
 import pytest
-import torch
 
 from hymoerec.config import ConfigError, TrainConfig
-from hymoerec.training import loop
-from hymoerec.training.loop import lr_factor
+from hymoerec.training.schedule import lr_factor
 
 
 def test_warm_up_then_constant() -> None:
@@ -27,26 +24,3 @@ def test_cosine_reaches_half_midway_and_zero_at_the_end() -> None:
 def test_unknown_schedule_is_rejected() -> None:
     with pytest.raises(ConfigError, match=r"train\.schedule='linear'"):
         TrainConfig(schedule="linear")
-
-
-@pytest.mark.parametrize(
-    ("flags", "native"),
-    [
-        ("flags : fpu avx512f avx512_bf16\n", True),
-        ("flags : amx_bf16\n", True),
-        ("flags : avx2\n", False),
-    ],
-)
-def test_bf16_auto_follows_the_cpu_flags_and_an_explicit_choice_wins(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, flags: str, native: bool
-) -> None:
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text(flags)
-    monkeypatch.setattr(loop, "CPUINFO", cpuinfo)
-    cpu = torch.device("cpu")
-    assert loop.native_bf16(cpu) is native
-    assert loop.resolve_bf16(TrainConfig(bf16=None), cpu).bf16 is native
-    assert loop.resolve_bf16(TrainConfig(bf16=False), cpu).bf16 is False
-    assert loop.resolve_bf16(TrainConfig(bf16=True), cpu).bf16 is True
-    monkeypatch.setattr(loop, "CPUINFO", tmp_path / "missing")  # not Linux: no auto bf16
-    assert loop.native_bf16(cpu) is False

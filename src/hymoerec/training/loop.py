@@ -7,7 +7,6 @@ file exists, continues from it exactly where it stopped (``training/checkpoint.p
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import math
 import random
@@ -33,7 +32,6 @@ from hymoerec.data.protocol import SequenceData
 from hymoerec.evaluation.evaluator import FactorScorer, evaluate
 from hymoerec.evaluation.metrics import RankingResult
 from hymoerec.models.base import SequentialModel
-from hymoerec.models.moe import warmup_scale
 from hymoerec.training.batches import BatchSampler, TrainBatch
 from hymoerec.training.checkpoint import (
     load_checkpoint,
@@ -42,10 +40,10 @@ from hymoerec.training.checkpoint import (
     save_checkpoint,
 )
 from hymoerec.training.distributed import World, broadcast_flag, init_process_group
-from hymoerec.training.loss import LossFn, make_loss
+from hymoerec.training.loss import LossFn, make_loss, train_item_counts
+from hymoerec.training.schedule import fusion_scale, lr_factor
 
 SELECTION_METRIC = "NDCG@10"
-CPUINFO = Path("/proc/cpuinfo")  # where native_bf16 reads the CPU's instruction sets
 log = logging.getLogger(__name__)
 
 
@@ -59,41 +57,6 @@ def resolve_device(name: str, world: World | None = None) -> torch.device:
     """The configured device; in a data-parallel run on GPUs, this process's GPU."""
     local_rank = world.local_rank if world is not None and world.distributed else None
     return runtime.resolve_device(name, local_rank)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` runs bfloat16 matrix products natively: a GPU that supports bf16,
-    or a CPU with the avx512_bf16 or amx_bf16 instructions (read from /proc/cpuinfo)."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    try:
-        flags = CPUINFO.read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_bf16(config: TrainConfig, device: torch.device) -> TrainConfig:
-    """``config`` with ``bf16`` decided: null (auto) becomes ``native_bf16(device)``."""
-    if config.bf16 is not None:
-        return config
-    return dataclasses.replace(config, bf16=native_bf16(device))
-
-
-def item_counts(data: SequenceData) -> np.ndarray:
-    """(N + 1,) occurrences of each item in the training split (what negative samplers see):
-    every interaction minus the validation and test targets."""
-    size = data.num_items + 1
-    counts = np.bincount(data.items, minlength=size)
-    for split in ("valid", "test"):
-        counts -= np.bincount(data.split(split).targets, minlength=size)  # type: ignore[arg-type]
-    return counts
-
-
-def fusion_scale(model: SequentialModel, step: int) -> float:
-    """min(1, t / T_warmup): the fusion warm-up factor of the paper's Adaptive Expert Fusion."""
-    warmup = model.fusion_warmup_steps
-    return 1.0 if warmup <= 0 else warmup_scale(step, warmup)
 
 
 @dataclass
@@ -177,17 +140,6 @@ class EpochStats:
     seconds: float
 
 
-def lr_factor(warmup: int, total: int, schedule: str, step: int) -> float:
-    """Learning-rate multiplier after ``step`` optimizer steps: linear warm-up over
-    ``warmup`` steps, then constant or a cosine decay that reaches 0 at step ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 class Trainer:
     """Optimizer, schedule and batch order of one run; ``run_epoch`` trains one epoch."""
 
@@ -203,7 +155,7 @@ class Trainer:
         runtime.configure_threads(config.threads)
         self.world = world or World()
         self.device = resolve_device(config.device, self.world)
-        config = resolve_bf16(config, self.device)
+        config = runtime.resolve_bf16(config, self.device)
         self.model = model.to(self.device)
         self.network: nn.Module = self.model
         if self.world.distributed:
@@ -215,7 +167,7 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
-        self.loss_fn = make_loss(config, item_counts(data))
+        self.loss_fn = make_loss(config, train_item_counts(data))
         self.config = config
         self.sampler = BatchSampler(
             data,

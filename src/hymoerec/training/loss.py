@@ -26,6 +26,7 @@ from torch import Tensor
 
 from hymoerec.config import TrainConfig
 from hymoerec.data.interactions import PAD
+from hymoerec.data.protocol import SequenceData
 
 # loss(hidden (T, D), item table (N + 1, D), targets (T,)) -> mean loss over the targets
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -198,6 +199,16 @@ class GBCE:
         total = -self.beta * F.logsigmoid(positive).sum()
         total = total - torch.where(real, F.logsigmoid(-negative), 0.0).sum()
         return total / max(count * (1 + self.negatives), 1)
+
+
+def train_item_counts(data: SequenceData) -> np.ndarray:
+    """(N + 1,) occurrences of each item in the training split (what negative samplers see):
+    every interaction minus the validation and test targets."""
+    size = data.num_items + 1
+    counts = np.bincount(data.items, minlength=size)
+    for split in ("valid", "test"):
+        counts -= np.bincount(data.split(split).targets, minlength=size)  # type: ignore[arg-type]
+    return counts
 
 
 def make_loss(config: TrainConfig, item_counts: np.ndarray) -> LossFn:

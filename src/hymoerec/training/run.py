@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import yaml
 
+from hymoerec import runtime
 from hymoerec.artifacts import (
     ArtifactError,
     describe,
@@ -80,7 +81,6 @@ from hymoerec.training.distributed import (
 from hymoerec.training.loop import (
     EpochRecord,
     fit,
-    resolve_bf16,
     resolve_device,
     seed_everything,
     validate,
@@ -239,7 +239,7 @@ def _train(
     if run_dir.exists():
         raise ConfigError(f"run directory {run_dir} already exists; choose another --out")
     # bf16 = auto is decided here, so that config.yaml records what the run used
-    train = resolve_bf16(config.train, resolve_device(config.train.device, world))
+    train = runtime.resolve_bf16(config.train, resolve_device(config.train.device, world))
     config = dataclasses.replace(config, train=train)
     if not world.is_main:
         barrier(world)  # rank 0 prepares and caches the dataset; the others then load it
