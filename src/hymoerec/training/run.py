@@ -1,4 +1,4 @@
-"""Run directories: what a training run leaves behind, and re-scoring one.
+"""Run directories: what a training run leaves behind (read back by training/rescore.py).
 
 A run directory holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line
 per epoch), ``model.safetensors`` (best weights), ``final.json`` (validation and test
@@ -23,9 +23,6 @@ import logging
 import math
 import os
 import shutil
-import time
-from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +45,6 @@ from hymoerec.config import (
     RunConfig,
     TrainConfig,
     prepare_dataset,
-    relocated,
     to_dict,
 )
 from hymoerec.data import cache, registry
@@ -64,10 +60,6 @@ from hymoerec.rundir import (
     DATASET_DIR,
     ITEMS,
     WEIGHTS,
-    check_run_dir,
-    load_weights,
-    read_config,
-    read_dataset,
     save_weights,
 )
 from hymoerec.training.checkpoint import CHECKPOINT, load_checkpoint
@@ -85,6 +77,11 @@ from hymoerec.training.loop import (
     seed_everything,
     validate,
 )
+
+# finished runs read back, re-exported: hymoerec.training.run is their public home
+from hymoerec.training.rescore import evaluate_run as evaluate_run
+from hymoerec.training.rescore import load_run as load_run
+from hymoerec.training.rescore import run_penalty as run_penalty
 
 TEST_RANKS = "test_ranks.npy"
 log = logging.getLogger(__name__)
@@ -358,79 +355,5 @@ def fit_run_penalty(
         return fit_seen_penalty(scorer, data, max_len, batch_size=config.eval_batch_size)
 
 
-def run_penalty(run_dir: Path) -> float:
-    """The seen-item penalty a finished run was trained with; 0 where it has none."""
-    final = run_dir / "final.json"
-    if not final.is_file():
-        return 0.0
-    try:
-        fitted = json.loads(final.read_text()).get("seen_penalty")
-        return float(fitted["penalty"]) if fitted else 0.0
-    except (ValueError, TypeError, KeyError, AttributeError) as error:
-        raise ArtifactError(f"{final}: no readable seen_penalty ({error})") from None
-
-
 def write_atomic_npy(path: Path, array: np.ndarray) -> None:
     write_atomic(path, lambda handle: np.save(handle, array))
-
-
-def load_run(
-    run_dir: Path, data_dir: str | None = None
-) -> tuple[RunConfig, SequentialModel, SequenceData]:
-    """A finished run's config, model (best weights) and prepared data, each checked
-    against the run's checksums. The data is the run's own copy (``dataset/``); a run
-    written before runs kept one is prepared again from its dataset, found in
-    ``data_dir`` (else $HYMOEREC_DATA, else where it was)."""
-    check_run_dir(run_dir)
-    config = read_config(run_dir)
-    data = read_dataset(run_dir)
-    if data is None:
-        _, data = prepare_dataset(config.dataset, relocated(config.data, data_dir))
-    try:
-        model = build_model(config.model, config.model_options, data.num_items)
-    except (ConfigError, TypeError, ValueError) as error:
-        raise ArtifactError(f"{run_dir / 'config.yaml'}: {error}") from None
-    load_weights(model, run_dir)
-    return config, model, data
-
-
-def evaluate_run(
-    run_dir: Path,
-    exclude_history: bool = False,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    max_len: int | None = None,
-    batch_size: int | None = None,
-    device: str | None = None,
-    data_dir: str | None = None,
-    seen_penalty: float | None = None,
-) -> dict[str, dict[str, float]]:
-    """Re-score a finished run on validation and test; with ``exclude_history`` the items
-    of each user's history are taken out of the ranking (the paper's protocol keeps them).
-    ``max_len``, ``batch_size`` and ``device`` default to the run's own; ``seen_penalty``
-    overrides the penalty the run learned (``train.seen_penalty``)."""
-    config, model, data = load_run(run_dir, data_dir)
-    train_config = config.train
-    if batch_size is not None:
-        train_config = replace(train_config, eval_batch_size=batch_size)
-    if device is not None:
-        train_config = replace(train_config, device=device)
-    resolved = resolve_device(train_config.device)
-    model.to(resolved)
-    length = max_len or config.train.max_len
-    penalty = run_penalty(run_dir) if seen_penalty is None else seen_penalty
-    begin = time.perf_counter()
-    report = {
-        split: validate(
-            model,
-            data,
-            split,
-            length,
-            train_config,
-            resolved,
-            exclude_history=exclude_history,
-            seen_penalty=penalty,
-        ).summary(metrics)
-        for split in ("valid", "test")
-    }
-    report["seconds"] = {"total": time.perf_counter() - begin}
-    return report
