@@ -9,26 +9,18 @@ exist, and every run with what stopped it, so a capped run is never read as conv
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hymoerec.data.errors import DataError
 from hymoerec.paper import paper_value
-from hymoerec.reproduce import (
-    DATASETS,
-    EXCLUDED,
-    MODELS,
-    RECORD_FORMAT,
-    Ablation,
-    decode_ranks,
-)
+from hymoerec.reproduce import DATASETS, EXCLUDED, MODELS, Ablation
+from hymoerec.results.records import CAPPED, load_records, summarise
+from hymoerec.results.stats import paired_test
 
 TABLE_METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
 DATASET_LABELS = {"ml-1m": "MovieLens-1M", "amazon-beauty": "Amazon Beauty"}
@@ -42,113 +34,10 @@ MODEL_LABELS = {
 }
 NOT_GIVEN = "n/g"  # the paper's value is not given here
 NO_RUNS = "–"  # no record yet
-CAPPED = "†"  # at least one run of the cell stopped at its time budget
-
-
-def load_record(path: Path) -> dict[str, Any]:
-    """One run record, checked for its format."""
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not JSON ({error.msg})") from error
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-        raise DataError(f"{path}: not a run record of format {RECORD_FORMAT}")
-    return record
-
-
-def load_records(directory: Path) -> list[dict[str, Any]]:
-    """Every ``*.json`` record of ``directory`` (none when it does not exist)."""
-    if not directory.is_dir():
-        return []
-    return [load_record(path) for path in sorted(directory.glob("*.json"))]
-
-
-@dataclass(frozen=True)
-class Summary:
-    """One metric over the seeds of one (dataset, model or ablation)."""
-
-    mean: float
-    std: float | None  # sample standard deviation (ddof=1); None for a single seed
-    seeds: int
-    capped: bool
-
-    def cell(self) -> str:
-        mark = CAPPED if self.capped else ""
-        if self.std is None:
-            return f"{self.mean:.4f}{mark}"
-        return f"{self.mean:.4f} ± {self.std:.4f}{mark}"
-
-
-def summarise(
-    records: Sequence[dict[str, Any]], metric: str, split: str = "test"
-) -> Summary | None:
-    """``metric`` of ``split`` ("test", or "test_history_excluded") over the records."""
-    if not records:
-        return None
-    values = np.array([r[split][metric] for r in records], dtype=np.float64)
-    std = float(values.std(ddof=1)) if len(values) > 1 else None
-    return Summary(float(values.mean()), std, len(values), any(r["capped"] for r in records))
 
 
 def relative_difference(ours: float, paper: float) -> str:
     return f"{100 * (ours - paper) / paper:+.1f}%"
-
-
-def per_user_ndcg10(record: dict[str, Any]) -> np.ndarray:
-    ranks = decode_ranks(record["test_rank_top10"])
-    return np.where(ranks > 0, 1.0 / np.log2(np.maximum(ranks, 1) + 1.0), 0.0)
-
-
-@dataclass(frozen=True)
-class PairedTest:
-    """Per-user test NDCG@10 of model A minus model B, each averaged over its seeds."""
-
-    users: int
-    seeds_a: int
-    seeds_b: int
-    mean_difference: float
-    ci_low: float  # bootstrap percentile interval of the mean difference
-    ci_high: float
-    wilcoxon_p: float  # two-sided; users with no difference are dropped (Wilcoxon's rule)
-    better: int  # users where A scores higher
-    worse: int
-
-
-def paired_test(
-    a: Sequence[dict[str, Any]],
-    b: Sequence[dict[str, Any]],
-    resamples: int = 10_000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> PairedTest:
-    """Compare two models user by user on the same test users.
-
-    Seeds are averaged per user first, so every user counts once and the test is about
-    users, the unit the metrics average over; the bootstrap resamples users."""
-    from scipy.stats import wilcoxon
-
-    a_users = np.mean([per_user_ndcg10(r) for r in a], axis=0)  # (U,)
-    b_users = np.mean([per_user_ndcg10(r) for r in b], axis=0)  # (U,)
-    if a_users.shape != b_users.shape:
-        raise DataError("the compared records rank different test users")
-    difference = a_users - b_users
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(difference), size=(resamples, len(difference)))
-    means = difference[draws].mean(axis=1)  # (resamples,)
-    tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    p = 1.0 if not difference.any() else float(wilcoxon(difference).pvalue)
-    return PairedTest(
-        users=len(difference),
-        seeds_a=len(a),
-        seeds_b=len(b),
-        mean_difference=float(difference.mean()),
-        ci_low=float(low),
-        ci_high=float(high),
-        wilcoxon_p=p,
-        better=int((difference > 0).sum()),
-        worse=int((difference < 0).sum()),
-    )
 
 
 def _select(records: Sequence[dict[str, Any]], dataset: str, name: str) -> list[dict[str, Any]]:
