@@ -9,7 +9,6 @@ import torch
 
 from hymoerec import runtime
 from hymoerec.cli import main
-from hymoerec.config import TrainConfig
 from hymoerec.runtime import DeviceError, configure_threads, default_threads, resolve_device
 
 
@@ -76,8 +75,8 @@ def test_bf16_auto_follows_the_cpu_flags_and_an_explicit_choice_wins(
     monkeypatch.setattr(runtime, "CPUINFO", cpuinfo)
     cpu = torch.device("cpu")
     assert runtime.native_bf16(cpu) is native
-    assert runtime.resolve_bf16(TrainConfig(bf16=None), cpu).bf16 is native
-    assert runtime.resolve_bf16(TrainConfig(bf16=False), cpu).bf16 is False
-    assert runtime.resolve_bf16(TrainConfig(bf16=True), cpu).bf16 is True
+    assert runtime.resolve_bf16(None, cpu) is native
+    assert runtime.resolve_bf16(False, cpu) is False
+    assert runtime.resolve_bf16(True, cpu) is True
     monkeypatch.setattr(runtime, "CPUINFO", tmp_path / "missing")  # not Linux: no auto bf16
     assert runtime.native_bf16(cpu) is False

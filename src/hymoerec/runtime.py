@@ -17,7 +17,6 @@ divided among the processes of a ``torchrun`` job on this machine, and never bel
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -25,8 +24,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported lazily: data commands start without it
     import torch
-
-    from hymoerec.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +80,10 @@ def native_bf16(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_bf16(config: TrainConfig, device: torch.device) -> TrainConfig:
-    """``config`` with ``bf16`` decided: null (auto) becomes ``native_bf16(device)``."""
-    if config.bf16 is not None:
-        return config
-    return dataclasses.replace(config, bf16=native_bf16(device))
+def resolve_bf16(choice: bool | None, device: torch.device) -> bool:
+    """``train.bf16`` decided: an explicit choice stands, null (auto) becomes
+    ``native_bf16(device)``."""
+    return native_bf16(device) if choice is None else choice
 
 
 def physical_cores(cpus: set[int]) -> int:

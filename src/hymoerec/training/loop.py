@@ -7,6 +7,7 @@ file exists, continues from it exactly where it stopped (``training/checkpoint.p
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import random
@@ -155,7 +156,7 @@ class Trainer:
         runtime.configure_threads(config.threads)
         self.world = world or World()
         self.device = resolve_device(config.device, self.world)
-        config = runtime.resolve_bf16(config, self.device)
+        config = dataclasses.replace(config, bf16=runtime.resolve_bf16(config.bf16, self.device))
         self.model = model.to(self.device)
         self.network: nn.Module = self.model
         if self.world.distributed:

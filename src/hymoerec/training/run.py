@@ -236,8 +236,8 @@ def _train(
     if run_dir.exists():
         raise ConfigError(f"run directory {run_dir} already exists; choose another --out")
     # bf16 = auto is decided here, so that config.yaml records what the run used
-    train = runtime.resolve_bf16(config.train, resolve_device(config.train.device, world))
-    config = dataclasses.replace(config, train=train)
+    bf16 = runtime.resolve_bf16(config.train.bf16, resolve_device(config.train.device, world))
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, bf16=bf16))
     if not world.is_main:
         barrier(world)  # rank 0 prepares and caches the dataset; the others then load it
     source, data = load_data(config)
