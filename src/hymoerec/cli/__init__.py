@@ -830,6 +830,3 @@ def _kept(interrupt: KeyboardInterrupt, command: str) -> str:
         f"kept {kept}/ (its last end-of-epoch checkpoint); to continue, run the same command {how}"
     )
 
-
-if __name__ == "__main__":
-    sys.exit(main())
