@@ -7,10 +7,11 @@ import argparse
 import importlib.util
 from typing import TypeAlias
 
-from hymoerec.config import DataConfig, from_dict, prepare_dataset
+from hymoerec.config import DataConfig, prepare_dataset
 from hymoerec.data.errors import DataError
 from hymoerec.data.protocol import TIE_ORDERS, SequenceData
 from hymoerec.data.registry import READERS, Source
+from hymoerec.schema import from_dict
 
 # what `add_subparsers` returns: each command module adds its commands to it
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

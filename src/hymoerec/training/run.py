@@ -42,7 +42,6 @@ from hymoerec.artifacts import (
     write_text_atomic,
 )
 from hymoerec.config import (
-    ConfigError,
     DataConfig,
     RunConfig,
     TrainConfig,
@@ -69,6 +68,7 @@ from hymoerec.rundir import (
     read_dataset,
     save_weights,
 )
+from hymoerec.schema import ConfigError
 from hymoerec.training.checkpoint import CHECKPOINT, load_checkpoint
 from hymoerec.training.distributed import (
     World,
