@@ -43,9 +43,10 @@ def build(model_name: str, dataset: str, data_dir: str, overrides: list[str], bf
     """(trainer, data, config, max_len) of one precision; same seed, same weights."""
     import torch
 
-    from hymoerec.config import TrainConfig, apply_overrides, from_dict
+    from hymoerec.config import TrainConfig, apply_overrides
     from hymoerec.data.cache import load_dataset
     from hymoerec.models import build_model, config_class
+    from hymoerec.schema import from_dict
     from hymoerec.training.loop import Trainer
 
     source, data = load_dataset(dataset, data_dir)
@@ -53,7 +54,7 @@ def build(model_name: str, dataset: str, data_dir: str, overrides: list[str], bf
     config_file = Path(__file__).resolve().parents[1] / "configs" / f"{dataset}-{model_name}.yaml"
     base = yaml.safe_load(config_file.read_text()).get("train", {}) if config_file.is_file() else {}
     base = {**base, "bf16": bf16}
-    train_config = from_dict(TrainConfig, apply_overrides(base, overrides))
+    train_config = from_dict(TrainConfig, apply_overrides(base, overrides), "train.")
     max_len = train_config.max_len or source.max_len
     fields = set(config_class(model_name).__dataclass_fields__)
     options = {"max_len": max_len} if "max_len" in fields else {}

@@ -114,3 +114,16 @@ def test_demo_trains_on_the_data_it_describes(
     users = int(printed.splitlines()[2].split("|")[1].replace(",", ""))
     assert users == cache.load(out / "dataset").num_users < 943  # trained on the 20-core data
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["user_core"] == 20
+
+
+def test_one_table_layout_numbers_right_text_left() -> None:
+    from hymoerec.cli.tables import plural, table
+
+    text = table(["name", "users", "NDCG@10"], [["ml-1m", 6040, 0.123456], ["beauty", 22363, 0.5]])
+    assert text.splitlines() == [
+        "name   |  users | NDCG@10",
+        "-------+--------+--------",
+        "ml-1m  |  6,040 |  0.1235",
+        "beauty | 22,363 |  0.5000",
+    ]
+    assert (plural(1, "run"), plural(1200, "run")) == ("1 run", "1,200 runs")

@@ -1,15 +1,14 @@
-"""Run configuration: frozen dataclasses per concern, loaded from YAML, unknown keys rejected."""
+"""Run configuration: frozen dataclasses per concern, loaded from YAML by the one config
+loader (``hymoerec.schema.from_dict``, which model configs share), unknown keys rejected."""
 
 from __future__ import annotations
 
 import codecs
 import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -17,12 +16,7 @@ from hymoerec.data.cache import prepare
 from hymoerec.data.protocol import TIE_ORDERS, ProtocolConfig, SequenceData
 from hymoerec.data.registry import DATA_DIR_ENV, READERS, Source, resolve
 from hymoerec.runtime import DeviceError, check_device_name
-
-T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """An option is unknown or has a bad value; the message names it."""
+from hymoerec.schema import ConfigError, from_dict
 
 
 @dataclass(frozen=True)
@@ -155,51 +149,6 @@ class RunConfig:
     model_options: dict[str, Any] = field(default_factory=dict)  # the model's own config
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
-
-
-def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from a dict, recursing into nested dataclasses.
-
-    Unknown keys and values of the wrong type raise ConfigError naming the option.
-    """
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        names = ", ".join(f"{where}{k}" for k in unknown)
-        raise ConfigError(f"unknown option {names}; known: {', '.join(sorted(fields))}")
-    kwargs = {}
-    for name, value in values.items():
-        kwargs[name] = _coerce(hints[name], value, f"{where}{name}")
-    try:
-        return cls(**kwargs)
-    except TypeError as error:
-        raise ConfigError(f"{where or 'config'}: {error}") from None
-
-
-def _coerce(hint: Any, value: Any, name: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, f"{name}.")  # type: ignore[arg-type]
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        hint = next(o for o in options if o is not type(None))
-        origin = typing.get_origin(hint)
-    if origin is dict or hint is Any:
-        if origin is dict and not isinstance(value, dict):
-            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and (
-        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
-    ):
-        raise ConfigError(f"{name}: expected {hint.__name__}, got {value!r}")
-    return value
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

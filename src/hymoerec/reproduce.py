@@ -30,7 +30,8 @@ import numpy as np
 import yaml
 from filelock import FileLock, Timeout
 
-from hymoerec.config import ConfigError, RunConfig, load_run_config
+from hymoerec.config import RunConfig, load_run_config
+from hymoerec.schema import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from hymoerec.artifacts import (
     verify_in,
     write_atomic,
 )
-from hymoerec.config import ConfigError, RunConfig, from_dict
+from hymoerec.config import RunConfig
+from hymoerec.schema import ConfigError, from_dict
 
 if TYPE_CHECKING:
     import torch

@@ -1,3 +1,4 @@
+import re
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from hymoerec.models import (
 )
 from hymoerec.models.layers import PointWiseFFN
 from hymoerec.models.moe import HybridMoE
+from hymoerec.schema import ConfigError
 from tests.models.tiny import NUM_ITEMS, TINY, TINY_IDS
 
 
@@ -62,16 +64,16 @@ def test_nested_moe_dict_becomes_moe_config() -> None:
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("sasrec", {"hiden_size": 64}, "hiden_size"),
-        ("hymoerec", {"moe": {"num_expert": 4}}, "num_expert"),
-        ("gru4rec", {"moe": {}}, "moe"),
-        ("narm", {"max_len": 50}, "max_len"),
+        ("sasrec", {"hiden_size": 64}, "model_options.hiden_size"),
+        ("hymoerec", {"moe": {"num_expert": 4}}, "model_options.moe.num_expert"),
+        ("gru4rec", {"moe": {}}, "model_options.moe"),
+        ("narm", {"max_len": 50}, "model_options.max_len"),
     ],
 )
 def test_unknown_options_are_rejected_by_name(
     name: str, options: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(ValueError, match=f"unknown option '{message}'"):
+    with pytest.raises(ConfigError, match=f"unknown option {re.escape(message)}; known: "):
         build_model(name, options, NUM_ITEMS)
 
 
@@ -94,7 +96,7 @@ def test_unknown_options_are_rejected_by_name(
     ],
 )
 def test_bad_values_are_rejected_by_name(name: str, options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         build_model(name, options, NUM_ITEMS)
 
 

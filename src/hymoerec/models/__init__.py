@@ -1,7 +1,8 @@
 """Sequential recommenders behind one interface (``SequentialModel``) and a registry.
 
 ``build_model(name, config, num_items)`` turns a plain options dict (from YAML) into a
-model; unknown options are rejected with an error naming them.
+model; the dict loads through the one config loader (``hymoerec.schema``), so an unknown
+option or a value of the wrong type is rejected with an error naming it by its dotted path.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from typing import Any
 
 from hymoerec.models.base import ModelOutput, RouterStats, SequentialModel
 from hymoerec.models.bert4rec import BERT4Rec, BERT4RecConfig
-from hymoerec.models.config import from_dict
 from hymoerec.models.gru4rec import GRU4Rec, GRU4RecConfig
 from hymoerec.models.mamba4rec import HyMoERec, HyMoERecConfig, Mamba4Rec, Mamba4RecConfig
 from hymoerec.models.moe import HybridMoE, MoEConfig, balance_loss, warmup_scale
 from hymoerec.models.narm import NARM, NARMConfig
 from hymoerec.models.sasrec import SASRec, SASRecConfig
+from hymoerec.schema import from_dict
 
 # name -> (model class, config class); every constructor takes (config, num_items)
 MODELS: dict[str, tuple[Callable[[Any, int], SequentialModel], type[Any]]] = {
@@ -40,14 +41,11 @@ def config_class(name: str) -> type[Any]:
     return _entry(name)[1]
 
 
-def make_config(name: str, config: Mapping[str, Any]) -> Any:
+def make_config(name: str, config: Mapping[str, Any], where: str = "model_options.") -> Any:
     """Validated config of model ``name`` from a dict; a nested ``moe`` dict becomes a
-    ``MoEConfig``."""
-    cls = config_class(name)
-    values = dict(config)
-    if isinstance(values.get("moe"), Mapping):
-        values["moe"] = from_dict(MoEConfig, values["moe"], f"{name}.moe")
-    return from_dict(cls, values, name)
+    ``MoEConfig``. Errors name an option by its path ``where`` + key: by default as a run
+    config holds the model's options."""
+    return from_dict(config_class(name), config, where)
 
 
 def build_model(name: str, config: Mapping[str, Any], num_items: int) -> SequentialModel:

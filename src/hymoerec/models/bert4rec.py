@@ -19,6 +19,7 @@ from hymoerec.models.config import one_of, positive_int, probability
 from hymoerec.models.layers import LAYER_NORM_EPS, PositionEmbedding, recbole_init
 from hymoerec.models.moe import FFN_KINDS, MoEBackbone, MoEConfig, moe_aux_loss
 from hymoerec.models.transformer import transformer_layers
+from hymoerec.schema import ConfigError
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,17 @@ class BERT4RecConfig:
         for name in ("hidden_size", "num_layers", "num_heads", "inner_size", "max_len"):
             positive_int(name, getattr(self, name))
         if self.hidden_size % self.num_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"num_heads={self.num_heads} must divide hidden_size={self.hidden_size}"
             )
         probability("dropout", self.dropout)
         probability("attn_dropout", self.attn_dropout)
         probability("mask_prob", self.mask_prob)
         if self.mask_prob == 0:
-            raise ValueError("mask_prob must be > 0: BERT4Rec learns only from masked items")
+            raise ConfigError("mask_prob must be > 0: BERT4Rec learns only from masked items")
         one_of("ffn", self.ffn, FFN_KINDS)
         if not isinstance(self.moe, MoEConfig):
-            raise ValueError(f"moe must be a MoEConfig, got {type(self.moe).__name__}")
+            raise ConfigError(f"moe must be a MoEConfig, got {type(self.moe).__name__}")
 
 
 class BERT4Rec(MoEBackbone, SequentialModel):

@@ -19,6 +19,7 @@ from hymoerec.models.config import one_of, positive_int, probability
 from hymoerec.models.layers import LAYER_NORM_EPS, ResidualFFN, recbole_init
 from hymoerec.models.mamba import Mamba
 from hymoerec.models.moe import FFN_KINDS, MoEBackbone, MoEConfig, make_ffn, moe_aux_loss
+from hymoerec.schema import ConfigError
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Mamba4RecConfig:
         probability("dropout", self.dropout)
         one_of("ffn", self.ffn, FFN_KINDS)
         if not isinstance(self.moe, MoEConfig):
-            raise ValueError(f"moe must be a MoEConfig, got {type(self.moe).__name__}")
+            raise ConfigError(f"moe must be a MoEConfig, got {type(self.moe).__name__}")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class HyMoERecConfig(Mamba4RecConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.ffn != "hymoe":
-            raise ValueError(
+            raise ConfigError(
                 f"ffn must be 'hymoe' for hymoerec (got {self.ffn!r}); "
                 "use the mamba4rec model for a dense FFN"
             )

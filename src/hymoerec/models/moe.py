@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from hymoerec.models.base import RouterStats
 from hymoerec.models.config import non_negative, one_of, positive_int
 from hymoerec.models.layers import PointWiseFFN
+from hymoerec.schema import ConfigError
 
 FUSIONS = ("adaptive", "fixed", "no_warmup", "dense", "sparse")
 FFN_KINDS = ("dense", "hymoe")  # the ffn option of the backbones
@@ -42,7 +43,7 @@ class MoEConfig:
         positive_int("moe.num_experts", self.num_experts)
         positive_int("moe.top_k", self.top_k)
         if self.top_k > self.num_experts:
-            raise ValueError(f"moe.top_k={self.top_k} exceeds moe.num_experts={self.num_experts}")
+            raise ConfigError(f"moe.top_k={self.top_k} exceeds moe.num_experts={self.num_experts}")
         positive_int("moe.warmup_steps", self.warmup_steps)
         non_negative("moe.balance_weight", self.balance_weight)
         positive_int("moe.router_hidden", self.router_hidden)

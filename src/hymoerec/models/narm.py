@@ -21,6 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hymoerec.models.base import ModelOutput, SequentialModel
 from hymoerec.models.config import positive_int, probability
+from hymoerec.schema import ConfigError
 
 QUERY_CHUNK = 8  # prefixes whose attention is materialised at once (8: fastest on CPU)
 
@@ -38,7 +39,7 @@ class NARMConfig:
         for name in ("embedding_size", "hidden_size", "num_layers"):
             positive_int(name, getattr(self, name))
         if not isinstance(self.dropout, (list, tuple)) or len(self.dropout) != 2:
-            raise ValueError(
+            raise ConfigError(
                 f"dropout must be two rates [embedding, context], got {self.dropout!r}"
             )
         for rate in self.dropout:

@@ -15,6 +15,7 @@ from hymoerec.models.config import one_of, positive_int, probability
 from hymoerec.models.layers import LAYER_NORM_EPS, PositionEmbedding, causal_mask, recbole_init
 from hymoerec.models.moe import FFN_KINDS, MoEBackbone, MoEConfig, moe_aux_loss
 from hymoerec.models.transformer import transformer_layers
+from hymoerec.schema import ConfigError
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,14 @@ class SASRecConfig:
         for name in ("hidden_size", "num_layers", "num_heads", "inner_size", "max_len"):
             positive_int(name, getattr(self, name))
         if self.hidden_size % self.num_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"num_heads={self.num_heads} must divide hidden_size={self.hidden_size}"
             )
         probability("dropout", self.dropout)
         probability("attn_dropout", self.attn_dropout)
         one_of("ffn", self.ffn, FFN_KINDS)
         if not isinstance(self.moe, MoEConfig):
-            raise ValueError(f"moe must be a MoEConfig, got {type(self.moe).__name__}")
+            raise ConfigError(f"moe must be a MoEConfig, got {type(self.moe).__name__}")
 
 
 class SASRec(MoEBackbone, SequentialModel):

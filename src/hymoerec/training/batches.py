@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hymoerec.config import ConfigError
 from hymoerec.data.batches import right_padded, windows
 from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
+from hymoerec.schema import ConfigError
 
 
 @dataclass(frozen=True)

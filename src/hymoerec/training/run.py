@@ -40,7 +40,6 @@ from hymoerec.artifacts import (
     write_text_atomic,
 )
 from hymoerec.config import (
-    ConfigError,
     DataConfig,
     RunConfig,
     TrainConfig,
@@ -62,6 +61,7 @@ from hymoerec.rundir import (
     WEIGHTS,
     save_weights,
 )
+from hymoerec.schema import ConfigError
 from hymoerec.training.checkpoint import CHECKPOINT, load_checkpoint
 from hymoerec.training.distributed import (
     World,
