@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hymoerec import reproduce
+from hymoerec import record, reproduce
 from hymoerec.cli import main
 from hymoerec.config import ConfigError
-from hymoerec.reproduce import decode_ranks
+from hymoerec.record import decode_ranks
 from hymoerec.training.checkpoint import CHECKPOINT
 
 TINY_CONFIG = """model: hymoerec
@@ -67,18 +67,18 @@ def test_reproduce_records_runs_then_skips_them(
 
     # a record written without the history-excluded figures gets them from its run
     path = results / "ml-100k--e4-k1--seed7.json"
-    later = (*reproduce.EXCLUDED, "elapsed_by_epoch")  # fields newer than the first records
+    later = (*record.EXCLUDED, "elapsed_by_epoch")  # fields newer than the first records
     stripped = {k: v for k, v in ablation.items() if k not in later}
-    reproduce.write_json(path, stripped)
+    record.write_json(path, stripped)
     rescore = ["results", "rescore", "--results", str(results), "--runs-dir"]
     assert main([*rescore, str(tmp_path / "runs")]) == 0
     assert "1 records re-scored" in capsys.readouterr().out
     assert json.loads(path.read_text()) == ablation  # the same figures as at the run's end
-    reproduce.write_json(path, stripped)
+    record.write_json(path, stripped)
     assert main([*rescore, str(tmp_path / "elsewhere")]) == 0  # no run directory: untouched
     assert "0 records re-scored" in capsys.readouterr().out
     assert json.loads(path.read_text()) == stripped
-    reproduce.write_json(path, ablation)
+    record.write_json(path, ablation)
 
     assert main(args) == 0  # everything recorded: nothing trains again
     assert "2 runs planned, 2 already recorded" in capsys.readouterr().out
@@ -117,7 +117,7 @@ def test_reproduce_records_runs_then_skips_them(
 
 
 def test_code_version_names_the_checkout() -> None:
-    code = reproduce.code_version()
+    code = record.code_version()
     assert len(code["commit"]) == 40 or code == {"commit": "unknown", "dirty": None}
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
-from hymoerec.reproduce import Ablation, decode_ranks, encode_ranks, make_plan, write_json
+from hymoerec.record import decode_ranks, encode_ranks, write_json
+from hymoerec.reproduce import Ablation, make_plan
 from hymoerec.results import load_records, paired_test, per_user_ndcg10, render, summarise
 
 

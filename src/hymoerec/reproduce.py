@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +28,17 @@ import yaml
 from filelock import FileLock, Timeout
 
 from hymoerec.config import RunConfig, load_run_config
+from hymoerec.record import (
+    EXCLUDED,
+    OUTSIDE,
+    RANK_CODE,
+    RECORD_FORMAT,
+    code_version,
+    curves,
+    encode_ranks,
+    machine,
+    write_json,
+)
 from hymoerec.schema import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,11 +46,6 @@ log = logging.getLogger(__name__)
 DATASETS = ("ml-1m", "amazon-beauty")
 MODELS = ("narm", "gru4rec", "bert4rec", "sasrec", "mamba4rec", "hymoerec")
 PAIRED = ("hymoerec", "mamba4rec")  # compared user by user, so trained with several seeds
-RECORD_FORMAT = 1
-# test_rank_top10: one character per user (internal id order): the user's test rank 1-10
-# as a-j, or "." for a rank below the top 10; per-user HR@10 and NDCG@10 follow exactly.
-RANK_CODE = "abcdefghij"
-OUTSIDE = "."
 
 
 @dataclass(frozen=True)
@@ -249,7 +252,6 @@ def standing(run: PlannedRun, options: ReproduceOptions) -> tuple[str, str]:
 
 # Metrics of the same best weights with each user's history taken out of the ranking, the
 # protocol of many published pipelines (RecBole's sequential full sort keeps the history).
-EXCLUDED = ("valid_history_excluded", "test_history_excluded")
 
 
 def history_excluded(directory: Path) -> dict[str, dict[str, float]]:
@@ -280,32 +282,6 @@ def rescore(options: ReproduceOptions) -> list[Path]:
         log.info("%s: history-excluded metrics and curves added", path)
         rewritten.append(path)
     return rewritten
-
-
-def encode_ranks(ranks: np.ndarray) -> str:
-    return "".join(RANK_CODE[r - 1] if r <= len(RANK_CODE) else OUTSIDE for r in ranks.tolist())
-
-
-def curves(directory: Path) -> dict[str, list[float]]:
-    """Per epoch: validation NDCG@10, wall seconds since training began (validation and
-    earlier attempts of a resumed run included) and, when the run logged it, validation
-    NDCG@10 with the history excluded; enough for time to quality once the run is gone."""
-    lines = (directory / "metrics.jsonl").read_text().splitlines()
-    epochs = [json.loads(line) for line in lines]
-    result = {
-        "valid_ndcg10_by_epoch": [round(e["valid"]["NDCG@10"], 5) for e in epochs],
-        "elapsed_by_epoch": [round(e["elapsed"], 1) for e in epochs],
-    }
-    if epochs and all(e.get(EXCLUDED[0]) for e in epochs):
-        excluded = [round(e[EXCLUDED[0]]["NDCG@10"], 5) for e in epochs]
-        result[f"{EXCLUDED[0]}_ndcg10_by_epoch"] = excluded
-    return result
-
-
-def decode_ranks(code: str) -> np.ndarray:
-    """Ranks 1-10, and 0 for a rank below the top 10."""
-    lookup = {c: i + 1 for i, c in enumerate(RANK_CODE)} | {OUTSIDE: 0}
-    return np.array([lookup[c] for c in code], dtype=np.int64)
 
 
 def make_record(
@@ -344,58 +320,3 @@ def make_record(
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": config,
     }
-
-
-def write_json(path: Path, value: dict[str, Any]) -> None:
-    """Written beside the target and renamed: a record is complete or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
-def machine(device: str) -> dict[str, Any]:
-    import torch
-
-    from hymoerec.training.loop import resolve_device
-
-    resolved = resolve_device(device)
-    name = torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else "cpu"
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "device": name,
-    }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def code_version() -> dict[str, Any]:
-    """The git commit of the package's checkout, and whether tracked files differed from it
-    (uncommitted edits make the commit only an approximate code version)."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = _git(here, "rev-parse", "HEAD")
-        dirty = bool(_git(here, "status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": "unknown", "dirty": None}
-    return {"commit": commit, "dirty": dirty}
-
-
-def _git(where: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-C", str(where), *args], capture_output=True, text=True, check=True, timeout=30
-    )
-    return result.stdout.strip()

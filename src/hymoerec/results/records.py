@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from hymoerec.data.errors import DataError
-from hymoerec.reproduce import RECORD_FORMAT
+from hymoerec.record import RECORD_FORMAT
 
 CAPPED = "†"  # at least one run of the cell stopped at its time budget
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from hymoerec.paper import paper_value
-from hymoerec.reproduce import DATASETS, EXCLUDED, MODELS, Ablation
+from hymoerec.record import EXCLUDED
+from hymoerec.reproduce import DATASETS, MODELS, Ablation
 from hymoerec.results.records import CAPPED, load_records, summarise
 from hymoerec.results.stats import paired_test
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from hymoerec.data.errors import DataError
-from hymoerec.reproduce import decode_ranks
+from hymoerec.record import decode_ranks
 
 
 def per_user_ndcg10(record: dict[str, Any]) -> np.ndarray:
