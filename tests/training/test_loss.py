@@ -1,4 +1,7 @@
+import importlib.util
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -89,8 +92,11 @@ def test_gbce_matches_its_definition(t: float) -> None:
     total = 0.0
     for row, (h, y) in enumerate(zip(hidden, targets, strict=True)):
         negatives = drawn[row // GBCE.TARGETS_PER_DRAW]
-        total += -math.log(torch.sigmoid(h @ weights[y]) ** loss.beta)
-        total += sum(-math.log(1 - torch.sigmoid(h @ weights[i])) for i in negatives if i != y)
+        prior = -math.log(30)  # every score shifted by the prior logit, 1 in N
+        total += -math.log(torch.sigmoid(h @ weights[y] + prior) ** loss.beta)
+        total += sum(
+            -math.log(1 - torch.sigmoid(h @ weights[i] + prior)) for i in negatives if i != y
+        )
     assert float(got) == pytest.approx(total / (len(targets) * 11), rel=1e-5)
 
 
@@ -138,3 +144,25 @@ def test_chunked_ce_survives_a_target_probability_that_underflows() -> None:
     got = losses.chunked_softmax_ce(hidden, weights, targets)
     assert float(got) == pytest.approx(400.0)
     torch.testing.assert_close(got, losses.full_softmax_ce(hidden, weights, targets))
+
+
+def load_toy() -> Any:
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "loss_toy.py"
+    spec = importlib.util.spec_from_file_location("loss_toy", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gbce_learns_what_exact_ce_learns_once_its_scores_start_at_the_prior() -> None:
+    # the synthetic next-item task of benchmarks/loss_toy.py, tied item table as the models
+    toy = load_toy()
+    task = toy.make_task(300)
+    named = toy.losses(task, negatives=64)
+    popularity = toy.popularity_recall(task)
+    got = {name: toy.recall(task, True, named[name], 600, 256, 32) for name in named}
+    assert got["ce"] > popularity + 0.3  # the task is learnable
+    assert got["gbce"] >= 0.9 * got["ce"]
+    # without the shift of every score by -log N, gBCE learns item popularity only
+    assert got["gbce_no_prior_shift"] == pytest.approx(popularity, abs=0.02)
