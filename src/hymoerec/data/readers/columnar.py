@@ -1,0 +1,265 @@
+"""The columnar readers: Arrow's CSV and JSON readers parse a text file in C++, straight
+into typed columns, with the ids dictionary-encoded (int32 codes and each distinct id
+once), never as one Python object per field.
+
+Each gives exactly the line-by-line reader's result or raises :class:`Declined` (or an
+Arrow error), and the file is then read line by line, which finds and words the error.
+Besides what :class:`~hymoerec.data.readers.feed.Feed` refuses, they decline: a row
+that is not the format's width, an empty id, a number that Arrow cannot convert (a
+fractional or ISO-8601 timestamp among them), a rating that is not finite, quoting
+that the csv module reads otherwise, encodings other than UTF-8, ISO-8859-1 and ASCII,
+and a whitespace-separated file with runs of separators. Clean files, the ones worth
+reading fast, take this path.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.json as pjson
+
+from hymoerec.data.interactions import Ids
+from hymoerec.data.readers.feed import (
+    BLOCK,
+    COLON_PAIR,
+    PYTHON_WHITESPACE,
+    Declined,
+    Feed,
+    Rules,
+)
+from hymoerec.data.readers.fields import Columns, csv_field_limit, is_blank
+from hymoerec.data.readers.files import binary_stream, open_raw, progress_bar
+
+ID = pa.dictionary(pa.int32(), pa.string())  # codes into the distinct ids of a block
+RATED = {"user": ID, "item": ID, "rating": pa.float64(), "timestamp": pa.int64()}
+REVIEW = pa.schema(
+    [
+        ("reviewerID", pa.string()),
+        ("asin", pa.string()),
+        ("unixReviewTime", pa.int64()),
+        ("overall", pa.float64()),
+    ]
+)
+
+
+def movielens_dat(path: Path, encoding: str, progress: bool) -> Columns:
+    rules = Rules(integers=True, colons=True)
+    return _rated(path, encoding, rules, COLON_PAIR.decode(), progress)
+
+
+def movielens_100k(path: Path, encoding: str, progress: bool) -> Columns:
+    sep = _whitespace_separator(path)
+    rules = Rules(integers=True, whitespace=sep)
+    return _rated(path, encoding, rules, sep, progress)
+
+
+def amazon_ratings(path: Path, encoding: str, progress: bool) -> Columns:
+    rules = Rules(integers=True, quoted=",")
+    return _rated(path, encoding, rules, ",", progress, quoted=True)
+
+
+def sequences(path: Path, encoding: str, progress: bool) -> Columns:
+    """One field per line (the separator is a byte the rules refuse), split on spaces and
+    tabs by Arrow, the first token of a line being its user."""
+    rules = Rules(whitespace=" \t")
+    with _feed(path, encoding, rules, progress) as feed:
+        lines = _csv(feed, ["line"], {"line": pa.string()}, COLON_PAIR.decode()).column(0)
+    users, items, counts = [], [], []
+    for chunk in lines.chunks:
+        tokens = pc.ascii_split_whitespace(chunk)
+        flat = tokens.flatten()  # (tokens,) with an empty one per leading/trailing space
+        line_of = np.repeat(
+            np.arange(len(chunk), dtype=np.int32),
+            pc.list_value_length(tokens).to_numpy(zero_copy_only=False),
+        )
+        filled = pc.greater(pc.binary_length(flat), 0)
+        line_of = line_of[filled.to_numpy(zero_copy_only=False)]
+        flat = flat.filter(filled)
+        per_line = np.bincount(line_of, minlength=len(chunk))
+        if (per_line == 1).any():
+            raise Declined("a user without items")
+        first = np.ones(len(line_of), dtype=bool)
+        first[1:] = line_of[1:] != line_of[:-1]
+        users.append(pc.dictionary_encode(flat.filter(pa.array(first))))
+        items.append(pc.dictionary_encode(flat.filter(pa.array(~first))))
+        counts.append(per_line[per_line > 0] - 1)
+    user = _ids(pa.chunked_array(users, type=ID))
+    item = _ids(pa.chunked_array(items, type=ID))
+    user = Ids(np.repeat(user.codes, np.concatenate(counts)), user.values)
+    return Columns(user, item, np.arange(len(item), dtype=np.int64), None)
+
+
+def amazon_reviews(path: Path, encoding: str, progress: bool) -> Columns:
+    """JSON lines. The Feed counts the non-blank lines: Arrow reads two objects on one
+    line as two rows, where the line-by-line reader refuses the line."""
+    with _feed(path, encoding, Rules(count_lines=True), progress) as feed:
+        table = pjson.read_json(
+            feed,
+            read_options=pjson.ReadOptions(block_size=BLOCK),
+            parse_options=pjson.ParseOptions(
+                explicit_schema=REVIEW,
+                unexpected_field_behavior="ignore",
+                newlines_in_values=False,
+            ),
+        )
+        if table.num_rows == 0:
+            raise Declined("no rows")
+        if table.num_rows != feed.lines:
+            raise Declined(f"{table.num_rows:,} objects on {feed.lines:,} lines")
+    overall = table.column("overall")
+    if overall.null_count not in (0, len(overall)):
+        raise Declined("'overall' on some reviews only")
+    rating = None if overall.null_count else _finite(overall)
+    return Columns(
+        _ids(table.column("reviewerID")),
+        _ids(table.column("asin")),
+        _integers(table.column("unixReviewTime")),
+        rating,
+    )
+
+
+def delimited(
+    path: Path,
+    user_col: str,
+    item_col: str,
+    time_col: str | None,
+    rating_col: str | None,
+    sep: str,
+    encoding: str,
+    progress: bool,
+) -> Columns:
+    """A table with a header: the header is read here with the csv module, as the
+    line-by-line reader reads it, and Arrow reads the rows after it."""
+    if len(sep) != 1 or sep in '"\r\n':
+        raise Declined(f"separator {sep!r}")
+    rules = Rules(integers=time_col is not None, quoted=sep)
+    with _feed(path, encoding, rules, progress) as feed:
+        header = _header(feed, sep)
+        names = [name.strip() for name in header]
+        wanted = {"user": user_col, "item": item_col, "timestamp": time_col, "rating": rating_col}
+        at = {role: names.index(name) for role, name in wanted.items() if name in names}
+        if len(at) < sum(name is not None for name in wanted.values()):
+            raise Declined("a column is missing")
+        numbers = [at[role] for role in ("timestamp", "rating") if role in at]
+        if {at["user"], at["item"]} & set(numbers) or len(set(numbers)) < len(numbers):
+            raise Declined("one column read as two kinds of value")
+        types = {f"c{at[role]}": RATED[role] for role in at}
+        table = _csv(feed, [f"c{i}" for i in range(len(names))], types, sep, quoted=True)
+    user = _ids(table.column(f"c{at['user']}"))
+    item = user if at["item"] == at["user"] else _ids(table.column(f"c{at['item']}"))
+    if "timestamp" in at:
+        timestamp = _integers(table.column(f"c{at['timestamp']}"))
+    else:
+        timestamp = np.arange(table.num_rows, dtype=np.int64)
+    rating = _finite(table.column(f"c{at['rating']}")) if "rating" in at else None
+    return Columns(user, item, timestamp, rating)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _feed(path: Path, encoding: str, rules: Rules, progress: bool) -> Iterator[Feed]:
+    with open_raw(path) as raw:
+        bar = progress_bar(path, progress)
+        try:
+            yield Feed(binary_stream(raw), encoding, rules, bar, raw)
+            if bar is not None:
+                bar.update(bar.total - bar.n)
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def _csv(
+    feed: Feed, names: list[str], types: dict[str, pa.DataType], sep: str, quoted: bool = False
+) -> pa.Table:
+    """The rows, as typed columns; ``quoted``: CSV quoting (else a quote is a character)."""
+    table = pcsv.read_csv(
+        feed,
+        read_options=pcsv.ReadOptions(column_names=names, block_size=BLOCK),
+        parse_options=pcsv.ParseOptions(
+            delimiter=sep,
+            quote_char='"' if quoted else False,
+            double_quote=quoted,
+            escape_char=False,
+            newlines_in_values=False,
+            ignore_empty_lines=True,
+        ),
+        convert_options=pcsv.ConvertOptions(
+            column_types=types,
+            include_columns=list(types),
+            null_values=[],
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            check_utf8=False,  # the Feed decoded every non-ASCII block
+        ),
+    )
+    if table.num_rows == 0:
+        raise Declined("no rows")
+    return table
+
+
+def _header(feed: Feed, sep: str) -> list[str]:
+    with csv_field_limit():
+        while (line := feed.next_line()) is not None:
+            row = next(csv.reader([line], delimiter=sep, strict=True), [])
+            if not is_blank(row):
+                return row
+    raise Declined("no header")
+
+
+def _rated(
+    path: Path, encoding: str, rules: Rules, sep: str, progress: bool, quoted: bool = False
+) -> Columns:
+    """``user item rating timestamp`` rows without a header."""
+    with _feed(path, encoding, rules, progress) as feed:
+        table = _csv(feed, list(RATED), RATED, sep, quoted)
+    return Columns(
+        _ids(table.column("user")),
+        _ids(table.column("item")),
+        _integers(table.column("timestamp")),
+        _finite(table.column("rating")),
+    )
+
+
+def _whitespace_separator(path: Path) -> str:
+    """Tab, unless the first line has spaces and no tab."""
+    with open_raw(path) as raw:
+        head = binary_stream(raw).peek(1 << 16).split(b"\n", 1)[0]
+    return " " if b" " in head and b"\t" not in head else "\t"
+
+
+def _ids(column: pa.ChunkedArray) -> Ids:
+    """Ids from a dictionary-encoded column, stripped of Python's whitespace (as
+    ``str.strip`` does), which may join two of its values into one id."""
+    if column.null_count or len(column) == 0:
+        raise Declined("a missing id")
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    column = column.unify_dictionaries()
+    trimmed = pc.utf8_trim(column.chunk(0).dictionary, characters=PYTHON_WHITESPACE)
+    if pc.any(pc.equal(pc.binary_length(trimmed), 0)).as_py():
+        raise Declined("an empty id")
+    codes = np.concatenate([chunk.indices.to_numpy() for chunk in column.chunks])
+    return Ids.from_dictionary(codes, trimmed.to_numpy(zero_copy_only=False))
+
+
+def _integers(column: pa.ChunkedArray) -> np.ndarray:
+    if column.null_count:
+        raise Declined("a missing timestamp")
+    return np.asarray(column.to_numpy(), dtype=np.int64)
+
+
+def _finite(column: pa.ChunkedArray) -> np.ndarray:
+    values = np.asarray(column.to_numpy(), dtype=np.float64)
+    if column.null_count or not np.isfinite(values).all():
+        raise Declined("a rating that is not a finite number")
+    return values
