@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hymoerec.data.readers import checked, columnar
-from hymoerec.data.readers.feed import Declined
 from hymoerec.data.readers.fields import Columns
+from hymoerec.data.readers.scan import Declined
 
 SAME = settings(
     max_examples=200,

@@ -30,10 +30,10 @@ from pathlib import Path
 from hymoerec.data.errors import DataError
 from hymoerec.data.interactions import Interactions
 from hymoerec.data.readers import checked
-from hymoerec.data.readers.feed import Declined
 from hymoerec.data.readers.fields import Columns, build, csv_field_limit, first_line
 from hymoerec.data.readers.files import is_parquet
 from hymoerec.data.readers.parquet import read_parquet
+from hymoerec.data.readers.scan import Declined
 
 __all__ = [
     "csv_field_limit",

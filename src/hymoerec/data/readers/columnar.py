@@ -4,17 +4,16 @@ once), never as one Python object per field.
 
 Each gives exactly the line-by-line reader's result or raises :class:`Declined` (or an
 Arrow error), and the file is then read line by line, which finds and words the error.
-Besides what :class:`~hymoerec.data.readers.feed.Feed` refuses, they decline: a row
+Besides what :func:`~hymoerec.data.readers.scan.scan` refuses, they decline: a row
 that is not the format's width, an empty id, a number that Arrow cannot convert (a
-fractional or ISO-8601 timestamp among them), a rating that is not finite, quoting
-that the csv module reads otherwise, encodings other than UTF-8, ISO-8859-1 and ASCII,
-and a whitespace-separated file with runs of separators. Clean files, the ones worth
-reading fast, take this path.
+fractional or ISO-8601 timestamp among them), a rating that is not finite, encodings
+other than UTF-8, ISO-8859-1 and ASCII, and a whitespace-separated file with runs of
+separators. Clean files, the ones worth reading fast, take this path.
 """
 
 from __future__ import annotations
 
-import csv
+import codecs
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,19 +25,23 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 
 from hymoerec.data.interactions import Ids
-from hymoerec.data.readers.feed import (
+from hymoerec.data.readers.fields import Columns
+from hymoerec.data.readers.files import GZIP_MAGIC, binary_stream, open_raw
+from hymoerec.data.readers.scan import (
     BLOCK,
-    COLON_PAIR,
     PYTHON_WHITESPACE,
     Declined,
-    Feed,
     Rules,
+    Scanned,
+    scan,
 )
-from hymoerec.data.readers.fields import Columns, csv_field_limit, is_blank
-from hymoerec.data.readers.files import binary_stream, open_raw, progress_bar
 
 ID = pa.dictionary(pa.int32(), pa.string())  # codes into the distinct ids of a block
 RATED = {"user": ID, "item": ID, "rating": pa.float64(), "timestamp": pa.int64()}
+# MovieLens .dat split on ":" (Arrow splits on one character): "::" leaves an empty
+# field between two values, typed null so that anything else in it is an error
+DAT = {"user": ID, "_1": pa.null(), "item": ID, "_3": pa.null()}
+DAT |= {"rating": pa.float64(), "_5": pa.null(), "timestamp": pa.int64()}
 REVIEW = pa.schema(
     [
         ("reviewerID", pa.string()),
@@ -50,27 +53,31 @@ REVIEW = pa.schema(
 
 
 def movielens_dat(path: Path, encoding: str, progress: bool) -> Columns:
-    rules = Rules(integers=True, colons=True)
-    return _rated(path, encoding, rules, COLON_PAIR.decode(), progress)
+    found = scan(path, encoding, Rules(integers=True), progress=progress)
+    with _arrow_input(path, encoding, found) as source:
+        table = _csv(source, DAT, ":", nulls=[""])
+    return _rated(table)
 
 
 def movielens_100k(path: Path, encoding: str, progress: bool) -> Columns:
     sep = _whitespace_separator(path)
-    rules = Rules(integers=True, whitespace=sep)
-    return _rated(path, encoding, rules, sep, progress)
+    found = scan(path, encoding, Rules(integers=True, whitespace=sep), progress=progress)
+    with _arrow_input(path, encoding, found) as source:
+        return _rated(_csv(source, RATED, sep))
 
 
 def amazon_ratings(path: Path, encoding: str, progress: bool) -> Columns:
-    rules = Rules(integers=True, quoted=",")
-    return _rated(path, encoding, rules, ",", progress, quoted=True)
+    found = scan(path, encoding, Rules(integers=True, quoted=","), progress=progress)
+    with _arrow_input(path, encoding, found) as source:
+        return _rated(_csv(source, RATED, ",", quoted=True))
 
 
 def sequences(path: Path, encoding: str, progress: bool) -> Columns:
-    """One field per line (the separator is a byte the rules refuse), split on spaces and
+    """One field per line (the separator is a byte the scan refuses), split on spaces and
     tabs by Arrow, the first token of a line being its user."""
-    rules = Rules(whitespace=" \t")
-    with _feed(path, encoding, rules, progress) as feed:
-        lines = _csv(feed, ["line"], {"line": pa.string()}, COLON_PAIR.decode()).column(0)
+    found = scan(path, encoding, Rules(whitespace=" \t"), progress=progress)
+    with _arrow_input(path, encoding, found) as source:
+        lines = _csv(source, {"line": pa.string()}, "\x1f").column(0)
     users, items, counts = [], [], []
     for chunk in lines.chunks:
         tokens = pc.ascii_split_whitespace(chunk)
@@ -97,11 +104,12 @@ def sequences(path: Path, encoding: str, progress: bool) -> Columns:
 
 
 def amazon_reviews(path: Path, encoding: str, progress: bool) -> Columns:
-    """JSON lines. The Feed counts the non-blank lines: Arrow reads two objects on one
+    """JSON lines. The scan counts the non-blank lines: Arrow reads two objects on one
     line as two rows, where the line-by-line reader refuses the line."""
-    with _feed(path, encoding, Rules(count_lines=True), progress) as feed:
+    found = scan(path, encoding, Rules(count_lines=True), progress=progress)
+    with _arrow_input(path, encoding, found) as source:
         table = pjson.read_json(
-            feed,
+            source,
             read_options=pjson.ReadOptions(block_size=BLOCK),
             parse_options=pjson.ParseOptions(
                 explicit_schema=REVIEW,
@@ -109,10 +117,10 @@ def amazon_reviews(path: Path, encoding: str, progress: bool) -> Columns:
                 newlines_in_values=False,
             ),
         )
-        if table.num_rows == 0:
-            raise Declined("no rows")
-        if table.num_rows != feed.lines:
-            raise Declined(f"{table.num_rows:,} objects on {feed.lines:,} lines")
+    if table.num_rows == 0:
+        raise Declined("no rows")
+    if table.num_rows != found.lines:
+        raise Declined(f"{table.num_rows:,} objects on {found.lines:,} lines")
     overall = table.column("overall")
     if overall.null_count not in (0, len(overall)):
         raise Declined("'overall' on some reviews only")
@@ -135,23 +143,24 @@ def delimited(
     encoding: str,
     progress: bool,
 ) -> Columns:
-    """A table with a header: the header is read here with the csv module, as the
-    line-by-line reader reads it, and Arrow reads the rows after it."""
+    """A table with a header: the scan reads the header as the csv module does, and
+    Arrow reads the rows after it."""
     if len(sep) != 1 or sep in '"\r\n':
         raise Declined(f"separator {sep!r}")
     rules = Rules(integers=time_col is not None, quoted=sep)
-    with _feed(path, encoding, rules, progress) as feed:
-        header = _header(feed, sep)
-        names = [name.strip() for name in header]
-        wanted = {"user": user_col, "item": item_col, "timestamp": time_col, "rating": rating_col}
-        at = {role: names.index(name) for role, name in wanted.items() if name in names}
-        if len(at) < sum(name is not None for name in wanted.values()):
-            raise Declined("a column is missing")
-        numbers = [at[role] for role in ("timestamp", "rating") if role in at]
-        if {at["user"], at["item"]} & set(numbers) or len(set(numbers)) < len(numbers):
-            raise Declined("one column read as two kinds of value")
-        types = {f"c{at[role]}": RATED[role] for role in at}
-        table = _csv(feed, [f"c{i}" for i in range(len(names))], types, sep, quoted=True)
+    found = scan(path, encoding, rules, header_sep=sep, progress=progress)
+    names = [name.strip() for name in found.header or []]
+    wanted = {"user": user_col, "item": item_col, "timestamp": time_col, "rating": rating_col}
+    at = {role: names.index(name) for role, name in wanted.items() if name in names}
+    if len(at) < sum(name is not None for name in wanted.values()):
+        raise Declined("a column is missing")
+    numbers = [at[role] for role in ("timestamp", "rating") if role in at]
+    if {at["user"], at["item"]} & set(numbers) or len(set(numbers)) < len(numbers):
+        raise Declined("one column read as two kinds of value")
+    types: dict[str, pa.DataType] = {f"c{i}": pa.string() for i in range(len(names))}
+    types |= {f"c{at[role]}": RATED[role] for role in at}  # only these are converted
+    with _arrow_input(path, encoding, found) as source:
+        table = _csv(source, types, sep, quoted=True, keep=[f"c{at[role]}" for role in at])
     user = _ids(table.column(f"c{at['user']}"))
     item = user if at["item"] == at["user"] else _ids(table.column(f"c{at['item']}"))
     if "timestamp" in at:
@@ -166,25 +175,44 @@ def delimited(
 
 
 @contextmanager
-def _feed(path: Path, encoding: str, rules: Rules, progress: bool) -> Iterator[Feed]:
+def _arrow_input(path: Path, encoding: str, found: Scanned) -> Iterator[pa.NativeFile]:
+    """The file as an Arrow stream positioned at its first row: read by Arrow itself
+    (gzip included), or, for Latin-1 letters, transcoded to UTF-8 in memory."""
+    if not found.ascii and codecs.lookup(encoding).name != "utf-8":
+        with open_raw(path) as raw:
+            stream = binary_stream(raw)
+            stream.read(found.start - stream.tell())
+            text = stream.read().decode(encoding).encode("utf-8")
+        with pa.BufferReader(text) as source:
+            yield source
+        return
     with open_raw(path) as raw:
-        bar = progress_bar(path, progress)
-        try:
-            yield Feed(binary_stream(raw), encoding, rules, bar, raw)
-            if bar is not None:
-                bar.update(bar.total - bar.n)
-        finally:
-            if bar is not None:
-                bar.close()
+        gzipped = raw.peek(2)[:2] == GZIP_MAGIC
+    with pa.OSFile(str(path)) as file:
+        source = pa.CompressedInputStream(file, "gzip") if gzipped else file
+        skipped = 0
+        while skipped < found.start:
+            piece = source.read(found.start - skipped)
+            if not piece:
+                raise Declined("the file ended early")
+            skipped += len(piece)
+        yield source
 
 
 def _csv(
-    feed: Feed, names: list[str], types: dict[str, pa.DataType], sep: str, quoted: bool = False
+    source: pa.NativeFile,
+    types: dict[str, pa.DataType],
+    sep: str,
+    quoted: bool = False,
+    nulls: list[str] | None = None,
+    keep: list[str] | None = None,
 ) -> pa.Table:
-    """The rows, as typed columns; ``quoted``: CSV quoting (else a quote is a character)."""
+    """The rows, as typed columns (``types`` names every column; ``keep``: the ones to
+    convert, else all); ``quoted``: CSV quoting, else a quote is a character;
+    ``nulls``: the text of a null-typed column."""
     table = pcsv.read_csv(
-        feed,
-        read_options=pcsv.ReadOptions(column_names=names, block_size=BLOCK),
+        source,
+        read_options=pcsv.ReadOptions(column_names=list(types), block_size=BLOCK),
         parse_options=pcsv.ParseOptions(
             delimiter=sep,
             quote_char='"' if quoted else False,
@@ -195,11 +223,11 @@ def _csv(
         ),
         convert_options=pcsv.ConvertOptions(
             column_types=types,
-            include_columns=list(types),
-            null_values=[],
+            include_columns=keep or list(types),
+            null_values=nulls or [],
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
-            check_utf8=False,  # the Feed decoded every non-ASCII block
+            check_utf8=False,  # the scan decoded every non-ASCII block
         ),
     )
     if table.num_rows == 0:
@@ -207,21 +235,8 @@ def _csv(
     return table
 
 
-def _header(feed: Feed, sep: str) -> list[str]:
-    with csv_field_limit():
-        while (line := feed.next_line()) is not None:
-            row = next(csv.reader([line], delimiter=sep, strict=True), [])
-            if not is_blank(row):
-                return row
-    raise Declined("no header")
-
-
-def _rated(
-    path: Path, encoding: str, rules: Rules, sep: str, progress: bool, quoted: bool = False
-) -> Columns:
-    """``user item rating timestamp`` rows without a header."""
-    with _feed(path, encoding, rules, progress) as feed:
-        table = _csv(feed, list(RATED), RATED, sep, quoted)
+def _rated(table: pa.Table) -> Columns:
+    """Columns of ``user item rating timestamp`` rows."""
     return Columns(
         _ids(table.column("user")),
         _ids(table.column("item")),
@@ -238,15 +253,17 @@ def _whitespace_separator(path: Path) -> str:
 
 
 def _ids(column: pa.ChunkedArray) -> Ids:
-    """Ids from a dictionary-encoded column, stripped of Python's whitespace (as
-    ``str.strip`` does), which may join two of its values into one id."""
+    """Ids from a column of text, stripped of Python's whitespace (as ``str.strip``
+    does), which may join two of its values into one id."""
     if column.null_count or len(column) == 0:
         raise Declined("a missing id")
     if not pa.types.is_dictionary(column.type):
         column = pc.dictionary_encode(column)
     column = column.unify_dictionaries()
     trimmed = pc.utf8_trim(column.chunk(0).dictionary, characters=PYTHON_WHITESPACE)
-    if pc.any(pc.equal(pc.binary_length(trimmed), 0)).as_py():
+    # NumPy rather than an Arrow aggregate (pc.any): those have aborted the process at
+    # exit ("terminate called without an active exception", pyarrow 26)
+    if (pc.binary_length(trimmed).to_numpy(zero_copy_only=False) == 0).any():
         raise Declined("an empty id")
     codes = np.concatenate([chunk.indices.to_numpy() for chunk in column.chunks])
     return Ids.from_dictionary(codes, trimmed.to_numpy(zero_copy_only=False))
