@@ -117,6 +117,20 @@ def derived_files(data_dir: Path, folder: Path) -> list[dict]:
     return cases
 
 
+def unpack(revision: str, folder: Path) -> Path:
+    """``src`` of ``revision``, unpacked into ``folder``, for PYTHONPATH."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "src/hymoerec"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "src.tar").write_bytes(archive)
+    with tarfile.open(folder / "src.tar") as tar:
+        tar.extractall(folder, filter="data")
+    return folder / "src"
+
+
 def run_side(source: Path, case: dict, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, __file__, "--worker", json.dumps(case), str(out)]
@@ -148,14 +162,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="hymoerec-identity-") as scratch:
         folder = Path(scratch)
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", args.reference, "src/hymoerec"],
-            check=True,
-            capture_output=True,
-        ).stdout
-        (folder / "old.tar").write_bytes(archive)
-        with tarfile.open(folder / "old.tar") as tar:
-            tar.extractall(folder / "old", filter="data")
+        old_src = unpack(args.reference, folder / "old")
         cases = [
             {"name": name, "dataset": name, "data_dir": str(args.data_dir), "options": {}}
             for name in ("ml-1m", "ml-100k", "amazon-beauty")
@@ -171,7 +178,7 @@ def main() -> None:
         failed = False
         for index, case in enumerate(cases):
             old_out, new_out = folder / f"old-{index}.npz", folder / f"new-{index}.npz"
-            old = run_side(folder / "old" / "src", case, old_out)
+            old = run_side(old_src, case, old_out)
             new = run_side(ROOT / "src", case, new_out)
             differ = identical(old_out, new_out)
             log_ok = not set(differ) & {"user", "item", "timestamp", "rating"}

@@ -264,3 +264,31 @@ def test_a_file_arrow_reads_otherwise_is_declined(tmp_path: Path) -> None:
     path.write_text('{"reviewerID": "u", "asin": "i", "unixReviewTime": 4} {}\n')
     with pytest.raises(Declined):  # two objects on one line: Arrow reads two rows
         columnar.amazon_reviews(path, "utf-8", False)
+
+
+@st.composite
+def integer_text(draw: Callable) -> str:
+    """An integer as text, now and then written otherwise than Python writes it."""
+    value = draw(st.integers(-(2**40), 2**63 - 1) | st.integers(-3, 3))
+    text = str(value)
+    if draw(st.integers(0, 19)) == 0:
+        text = draw(st.sampled_from(["0", "+", " ", "-0", "00"])) + str(abs(value))
+    return text
+
+
+@SAME
+@given(st.lists(st.tuples(integer_text(), integer_text()), min_size=1, max_size=30))
+def test_integer_ids(rows: list[tuple[str, str]]) -> None:
+    """Integer ids are encoded from their values: the same ids, and "07", "+7", "-0"
+    or " 7" kept apart from "7" as the line-by-line reader keeps them."""
+    text = "user\titem\tt\n" + "".join(f"{u}\t{i}\t{n}\n" for n, (u, i) in enumerate(rows))
+    compare("delimited", text.encode(), False, "user", "item", "t", None, "\t", "utf-8")
+
+
+def test_integer_ids_sort_as_text_and_keep_their_width(tmp_path: Path) -> None:
+    path = tmp_path / "log.tsv"
+    path.write_text("u\ti\tt\n10\t-5\t1\n9\t123456789\t2\n10\t7\t3\n")
+    fast = columnar.delimited(path, "u", "i", "t", None, "\t", "utf-8", False)
+    assert fast.user.values.tolist() == ["10", "9"] and fast.user.codes.tolist() == [0, 1, 0]
+    assert fast.item.values.tolist() == ["-5", "123456789", "7"]
+    same(fast, checked.delimited(path, "u", "i", "t", None, "\t", "utf-8", False))

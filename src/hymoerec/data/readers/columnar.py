@@ -36,7 +36,7 @@ from hymoerec.data.readers.scan import (
     scan,
 )
 
-ID = pa.dictionary(pa.int32(), pa.string())  # codes into the distinct ids of a block
+ID = pa.string()  # ids are read as text, then encoded (_ids)
 RATED = {"user": ID, "item": ID, "rating": pa.float64(), "timestamp": pa.int64()}
 # MovieLens .dat split on ":" (Arrow splits on one character): "::" leaves an empty
 # field between two values, typed null so that anything else in it is an error
@@ -97,8 +97,8 @@ def sequences(path: Path, encoding: str, progress: bool) -> Columns:
         users.append(pc.dictionary_encode(flat.filter(pa.array(first))))
         items.append(pc.dictionary_encode(flat.filter(pa.array(~first))))
         counts.append(per_line[per_line > 0] - 1)
-    user = _ids(pa.chunked_array(users, type=ID))
-    item = _ids(pa.chunked_array(items, type=ID))
+    user = _ids(pa.chunked_array(users, type=pa.dictionary(pa.int32(), pa.string())))
+    item = _ids(pa.chunked_array(items, type=pa.dictionary(pa.int32(), pa.string())))
     user = Ids(np.repeat(user.codes, np.concatenate(counts)), user.values)
     return Columns(user, item, np.arange(len(item), dtype=np.int64), None)
 
@@ -258,6 +258,9 @@ def _ids(column: pa.ChunkedArray) -> Ids:
     if column.null_count or len(column) == 0:
         raise Declined("a missing id")
     if not pa.types.is_dictionary(column.type):
+        integers = _integer_ids(column)
+        if integers is not None:
+            return integers
         column = pc.dictionary_encode(column)
     column = column.unify_dictionaries()
     trimmed = pc.utf8_trim(column.chunk(0).dictionary, characters=PYTHON_WHITESPACE)
@@ -267,6 +270,51 @@ def _ids(column: pa.ChunkedArray) -> Ids:
         raise Declined("an empty id")
     codes = np.concatenate([chunk.indices.to_numpy() for chunk in column.chunks])
     return Ids.from_dictionary(codes, trimmed.to_numpy(zero_copy_only=False))
+
+
+_POWERS = 10 ** np.arange(1, 19, dtype=np.int64)  # 10 .. 10**18
+
+
+def _integer_ids(column: pa.ChunkedArray) -> Ids | None:
+    """Ids from text that is every row an integer written as Python writes it (no sign
+    but a minus, no leading zero, no space), or None: the common case, encoded from the
+    integers rather than by hashing strings.
+
+    A row's text is at least as long as its integer's digits (and minus), and as long
+    exactly when it is written so; the column's text is therefore canonical when its
+    length in bytes is the sum of its integers' lengths, which needs the lengths of the
+    distinct integers only."""
+    parts, text_bytes = [], 0
+    for chunk in column.chunks:
+        try:
+            parts.append(pc.cast(chunk, pa.int64()).to_numpy(zero_copy_only=False))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        text_bytes += int(pc.binary_length(chunk).to_numpy(zero_copy_only=False).sum())
+    values = np.concatenate(parts)
+    del parts
+    low, high = int(values.min()), int(values.max())
+    if high - low <= max(4 * len(values), 1 << 20):  # a lookup table, one pass
+        values -= low
+        table = np.zeros(high - low + 1, dtype=bool)
+        table[values] = True
+        distinct = np.flatnonzero(table).astype(np.int64) + low
+        index = np.cumsum(table, dtype=np.int32)
+        index -= 1
+        codes = np.take(index, values)
+    else:
+        distinct, inverse = np.unique(values, return_inverse=True)
+        codes = inverse.astype(np.int32)
+    del values
+    digits = np.searchsorted(_POWERS, np.abs(distinct), side="right") + 1 + (distinct < 0)
+    if int(np.bincount(codes, minlength=len(distinct)) @ digits) != text_bytes:
+        return None  # a leading zero, a plus sign or a space somewhere
+    text = distinct.astype(str)
+    text = text.astype(f"<U{int(digits.max())}")
+    order = np.argsort(text, kind="stable")  # Ids sort their values as strings
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return Ids(rank[codes], text[order])
 
 
 def _integers(column: pa.ChunkedArray) -> np.ndarray:
