@@ -14,7 +14,7 @@ separators. Clean files, the ones worth reading fast, take this path.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -160,14 +160,17 @@ def delimited(
     types: dict[str, pa.DataType] = {f"c{i}": pa.string() for i in range(len(names))}
     types |= {f"c{at[role]}": RATED[role] for role in at}  # only these are converted
     with _arrow_input(path, encoding, found) as source:
-        table = _csv(source, types, sep, quoted=True, keep=[f"c{at[role]}" for role in at])
-    user = _ids(table.column(f"c{at['user']}"))
-    item = user if at["item"] == at["user"] else _ids(table.column(f"c{at['item']}"))
+        table = _csv(source, types, sep, quoted=True, keep=[f"c{i}" for i in set(at.values())])
+    rows = table.num_rows
+    column = _releasing(table)
+    del table
+    user = _ids(column(f"c{at['user']}"))
+    item = user if at["item"] == at["user"] else _ids(column(f"c{at['item']}"))
     if "timestamp" in at:
-        timestamp = _integers(table.column(f"c{at['timestamp']}"))
+        timestamp = _integers(column(f"c{at['timestamp']}"))
     else:
-        timestamp = np.arange(table.num_rows, dtype=np.int64)
-    rating = _finite(table.column(f"c{at['rating']}")) if "rating" in at else None
+        timestamp = np.arange(rows, dtype=np.int64)
+    rating = _finite(column(f"c{at['rating']}")) if "rating" in at else None
     return Columns(user, item, timestamp, rating)
 
 
@@ -237,12 +240,17 @@ def _csv(
 
 def _rated(table: pa.Table) -> Columns:
     """Columns of ``user item rating timestamp`` rows."""
-    return Columns(
-        _ids(table.column("user")),
-        _ids(table.column("item")),
-        _integers(table.column("timestamp")),
-        _finite(table.column("rating")),
-    )
+    column = _releasing(table)
+    del table
+    user, item = _ids(column("user")), _ids(column("item"))
+    return Columns(user, item, _integers(column("timestamp")), _finite(column("rating")))
+
+
+def _releasing(table: pa.Table) -> Callable[[str], pa.ChunkedArray]:
+    """Each column of ``table`` once, so that its Arrow memory goes once it is converted
+    (the caller drops the table)."""
+    columns = {name: table.column(name) for name in table.column_names}
+    return columns.pop
 
 
 def _whitespace_separator(path: Path) -> str:
@@ -284,15 +292,15 @@ def _integer_ids(column: pa.ChunkedArray) -> Ids | None:
     exactly when it is written so; the column's text is therefore canonical when its
     length in bytes is the sum of its integers' lengths, which needs the lengths of the
     distinct integers only."""
-    parts, text_bytes = [], 0
+    values = np.empty(len(column), dtype=np.int64)
+    at, text_bytes = 0, 0
     for chunk in column.chunks:
         try:
-            parts.append(pc.cast(chunk, pa.int64()).to_numpy(zero_copy_only=False))
+            values[at : at + len(chunk)] = pc.cast(chunk, pa.int64()).to_numpy()
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
-        text_bytes += int(pc.binary_length(chunk).to_numpy(zero_copy_only=False).sum())
-    values = np.concatenate(parts)
-    del parts
+        text_bytes += int(pc.binary_length(chunk).to_numpy().sum())
+        at += len(chunk)
     low, high = int(values.min()), int(values.max())
     if high - low <= max(4 * len(values), 1 << 20):  # a lookup table, one pass
         values -= low
