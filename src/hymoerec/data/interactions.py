@@ -46,6 +46,8 @@ class Ids:
     def select(self, keep: np.ndarray) -> Ids:
         """The rows where the boolean mask ``keep`` is true, without the values no kept
         row uses."""
+        if keep.all():
+            return self
         return Ids(self.codes[keep], self.values).compact()
 
     def compact(self) -> Ids:

@@ -193,13 +193,16 @@ def apply_protocol(log: Interactions, config: ProtocolConfig) -> SequenceData:
         )
     user_external, user_code = encode(log.user_ids.select(keep))
     item_external, item_code = encode(log.item_ids.select(keep))
-    timestamp = log.timestamp[keep]
+    timestamp = log.timestamp if keep.all() else log.timestamp[keep]
     del keep
 
     # Stable sorts: by time, then by user, so equal timestamps keep the order they have
     # before the sorts: the file's, or the tie order asked for.
-    order = tie_order(item_code, config.ties)
-    order = order[np.argsort(timestamp[order], kind="stable")]
+    if config.ties == "file":
+        order = np.argsort(timestamp, kind="stable")
+    else:
+        order = tie_order(item_code, config.ties)
+        order = order[np.argsort(timestamp[order], kind="stable")]
     del timestamp
     order = order[np.argsort(user_code[order], kind="stable")]
 
