@@ -55,8 +55,7 @@ REVIEW = pa.schema(
 def movielens_dat(path: Path, encoding: str, progress: bool) -> Columns:
     found = scan(path, encoding, Rules(integers=True), progress=progress)
     with _arrow_input(path, encoding, found) as source:
-        table = _csv(source, DAT, ":", nulls=[""])
-    return _rated(table)
+        return _rated(_csv(source, DAT, ":", nulls=[""]))
 
 
 def movielens_100k(path: Path, encoding: str, progress: bool) -> Columns:
@@ -94,11 +93,12 @@ def sequences(path: Path, encoding: str, progress: bool) -> Columns:
             raise Declined("a user without items")
         first = np.ones(len(line_of), dtype=bool)
         first[1:] = line_of[1:] != line_of[:-1]
-        users.append(pc.dictionary_encode(flat.filter(pa.array(first))))
-        items.append(pc.dictionary_encode(flat.filter(pa.array(~first))))
+        users.append(flat.filter(pa.array(first)))
+        items.append(flat.filter(pa.array(~first)))
         counts.append(per_line[per_line > 0] - 1)
-    user = _ids(pa.chunked_array(users, type=pa.dictionary(pa.int32(), pa.string())))
-    item = _ids(pa.chunked_array(items, type=pa.dictionary(pa.int32(), pa.string())))
+    del lines
+    user = _ids(pa.chunked_array(users, type=pa.string()))  # one per line
+    item = _ids(pa.chunked_array(items, type=pa.string()))
     user = Ids(np.repeat(user.codes, np.concatenate(counts)), user.values)
     return Columns(user, item, np.arange(len(item), dtype=np.int64), None)
 
@@ -121,16 +121,14 @@ def amazon_reviews(path: Path, encoding: str, progress: bool) -> Columns:
         raise Declined("no rows")
     if table.num_rows != found.lines:
         raise Declined(f"{table.num_rows:,} objects on {found.lines:,} lines")
-    overall = table.column("overall")
+    column = _releasing(table)
+    del table
+    overall = column("overall")
     if overall.null_count not in (0, len(overall)):
         raise Declined("'overall' on some reviews only")
     rating = None if overall.null_count else _finite(overall)
-    return Columns(
-        _ids(table.column("reviewerID")),
-        _ids(table.column("asin")),
-        _integers(table.column("unixReviewTime")),
-        rating,
-    )
+    user, item = _ids(column("reviewerID")), _ids(column("asin"))
+    return Columns(user, item, _integers(column("unixReviewTime")), rating)
 
 
 def delimited(
