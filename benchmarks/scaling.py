@@ -368,7 +368,7 @@ def preparation(sizes: list[int], items: int, reference: Path | None, reference_
         lines.append(
             f"| {r['interactions']:,} | {fmt(r.get('file_gb'), 2)} | "
             f"{fmt(r.get('old_reader_s'))} | {fmt(r.get('reader_s'))} "
-            f"({fmt(r.get('reader_wall_s'))}) | {fmt(ratio)}x | "
+            f"({fmt(r.get('reader_wall_s'))}) | {fmt(ratio) + 'x' if ratio else '-'} | "
             f"{fmt(r.get('old_reader_rss_gb'), 2)} / {fmt(r.get('reader_rss_gb'), 2)} | "
             f"{fmt(r.get('old_read_s'))} / {fmt(r.get('read_s'))} | "
             f"{fmt(r.get('old_read_rss_gb'), 2)} / {fmt(r.get('read_rss_gb'), 2)} | "

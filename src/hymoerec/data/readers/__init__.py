@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_LARGE = 64 << 20  # bytes on disk from which reading line by line is worth a message
 
 
 def read_movielens_dat(
@@ -172,7 +173,10 @@ def _read(path: Path, reader: str, *arguments: object) -> Columns:
     except MemoryError:
         raise
     except (Declined, columnar.pa.ArrowException, ValueError, OSError, EOFError, zlib.error) as why:
-        log.debug("%s: read line by line: %s", path, first_line(why))
+        # said where it costs minutes: a large file read line by line
+        large = path.is_file() and path.stat().st_size > _LARGE
+        level = logging.INFO if large else logging.DEBUG
+        log.log(level, "%s: read line by line (slower): %s", path, first_line(why))
     return slow(path, *arguments)
 
 
