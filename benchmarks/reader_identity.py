@@ -9,7 +9,7 @@ Each side runs in its own interpreter: this checkout's ``src``, and the referenc
 revision's ``src/hymoerec`` unpacked with ``git archive``. Besides the three named
 datasets, the real rows are also written in the other raw layouts the readers take
 (MovieLens ``ratings.dat``, Amazon ``ratings_*.csv`` and ``reviews_*.json.gz``, a
-gzipped TSV with a rating column and ``--min-rating``, a CRLF copy, a Latin-1
+gzipped TSV with a rating column and ``--min-rating``, Parquet, a CRLF copy, a Latin-1
 ``ratings.dat``), so that every format is read from real ids and orders.
 """
 
@@ -103,6 +103,28 @@ def derived_files(data_dir: Path, folder: Path) -> list[dict]:
     options |= {"rating_col": "stars", "min_rating": 4.0}
     cases.append(
         {"name": "ml-100k as .tsv.gz, min_rating 4", "dataset": str(table), "options": options}
+    )
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = folder / "ml-100k.parquet"  # integer users, text items, float ratings
+    columns = list(zip(*rows, strict=True))
+    pq.write_table(
+        pa.table(
+            {
+                "user": pa.array([int(u) for u in columns[0]], pa.int64()),
+                "item": pa.array([f" i{i}" for i in columns[1]]),
+                "stars": pa.array([float(r) for r in columns[2]]),
+                "time": pa.array([int(t) for t in columns[3]], pa.int64()),
+            }
+        ),
+        parquet,
+    )
+    options = {"user_col": "user", "item_col": "item", "time_col": "time"}
+    options |= {"rating_col": "stars", "min_rating": 3.0}
+    cases.append(
+        {"name": "ml-100k as Parquet, min_rating 3", "dataset": str(parquet), "options": options}
     )
 
     reviews = folder / "reviews_Beauty_5.json.gz"
