@@ -2,6 +2,7 @@
 
     python benchmarks/scaling.py                      # both sweeps, table + docs/figures
     python benchmarks/scaling.py --quick              # tiny sizes, to check the script
+    python benchmarks/scaling.py --prepare-only --sizes 10000000 30000000 100000000
 
 Synthetic data, generated here: item popularity follows a power law, p(rank r) ∝
 (r + 10)^-0.8 (the top item takes ~1% of the interactions at 1M items, as in Amazon
@@ -16,9 +17,13 @@ its own: ``gen`` builds the CSR arrays and writes them with the library's cache 
 batch 128, one thread) for a fixed number of optimizer steps, then EXTRAPOLATES seconds
 per epoch from targets per second over those steps; ``eval`` ranks every item for a
 sample of users (chunked over items, ``train.eval_item_chunk``) and extrapolates to all
-users; ``prepare`` runs the library's protocol (k-core, re-indexing, sort) on the raw
-log with string ids, as a reader would hand it over, and then reads the same log from a
-TSV file through ``hymoerec data prepare``'s path and loads the cache entry back.
+users. Section (d), with ``--prepare`` (or alone, ``--prepare-only``), writes the log
+as a TSV file and measures, each in a fresh process: the reader alone (``read_table``),
+``hymoerec data prepare``'s path (read + protocol + cache write) and the load of the
+cache entry back, then the protocol alone (k-core, re-indexing, sort) on the log as the
+reader hands it over. The reader and the prepare path also run with the readers and
+protocol of a reference revision (``--reference``, unpacked with ``git archive``: the
+line-by-line readers), in the same run, for the before / after ratio.
 
 Every duration is the process's CPU time (``time.process_time``) with one torch thread,
 so the figures do not depend on what else runs on the machine; on an idle core, wall
@@ -31,6 +36,7 @@ import argparse
 import csv
 import itertools
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -40,6 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from reader_identity import REFERENCE, unpack
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures"
@@ -108,18 +115,23 @@ def worker_gen(items: int, interactions: int, directory: Path) -> dict:
 
 
 def worker_prepare(items: int, interactions: int) -> dict:
-    """The protocol on the raw log with string ids: its peak memory against the log's."""
+    """The protocol on the raw log as a reader hands it over (int32 id codes and each
+    distinct id once): its peak memory against the log's."""
     from hymoerec.data.interactions import Interactions
     from hymoerec.data.protocol import ProtocolConfig, apply_protocol
 
     rng = np.random.default_rng(0)
     lengths = synthetic_lengths(rng, interactions)
     log = Interactions(
-        user=np.repeat(np.arange(len(lengths)), lengths).astype(str),
-        item=synthetic_items(rng, items, interactions).astype(str),
+        user=encoded(np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)),
+        item=encoded(synthetic_items(rng, items, interactions)),
         timestamp=np.arange(interactions, dtype=np.int64),
     )
-    raw_gb = (log.user.nbytes + log.item.nbytes + log.timestamp.nbytes) / 2**30
+    raw_gb = (
+        sum(ids.codes.nbytes + ids.values.nbytes for ids in (log.user_ids, log.item_ids))
+        + log.timestamp.nbytes
+    )
+    raw_gb /= 2**30
     before = peak_rss_gb()
     begin = time.process_time()
     data = apply_protocol(log, ProtocolConfig())
@@ -132,23 +144,55 @@ def worker_prepare(items: int, interactions: int) -> dict:
     }
 
 
+def encoded(numbers: np.ndarray):  # type: ignore[no-untyped-def]
+    """Ids of integer ids written as text, as a reader makes them: the distinct ids
+    sorted as strings, and every row's code among them."""
+    from hymoerec.data.interactions import Ids
+
+    distinct = np.unique(numbers)
+    text = distinct.astype(str)
+    order = np.argsort(text, kind="stable")
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return Ids(rank[np.searchsorted(distinct, numbers)], text[order])
+
+
 TABLE_OPTIONS = {"user_col": "user", "item_col": "item", "time_col": "timestamp"}
 
 
 def worker_tsv(items: int, interactions: int, path: Path) -> dict:
     """The synthetic log as a TSV file, for the reader."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
     rng = np.random.default_rng(0)
     lengths = synthetic_lengths(rng, interactions)
     users = np.repeat(np.arange(len(lengths)), lengths)
     ids = synthetic_items(rng, items, interactions)
-    with open(path, "w") as f:
-        f.write("user\titem\ttimestamp\n")
-        step = 1 << 20
+    options = pcsv.WriteOptions(delimiter="\t", quoting_style="none", include_header=False)
+    with open(path, "wb") as f:
+        f.write(b"user\titem\ttimestamp\n")
+        step = 1 << 22
         for start in range(0, interactions, step):
             stop = min(start + step, interactions)
-            rows = np.column_stack([users[start:stop], ids[start:stop], np.arange(start, stop)])
-            np.savetxt(f, rows, fmt="%d", delimiter="\t")
+            columns = [users[start:stop], ids[start:stop], np.arange(start, stop)]
+            table = pa.table(columns, names=["user", "item", "timestamp"])
+            pcsv.write_csv(table, f, write_options=options)
     return {"file_gb": path.stat().st_size / 2**30}
+
+
+def worker_reader(path: Path) -> dict:
+    """The TSV reader alone."""
+    from hymoerec.data.readers import read_table
+
+    begin, wall = time.process_time(), time.perf_counter()
+    log = read_table(path, **TABLE_OPTIONS)
+    return {
+        "reader_s": time.process_time() - begin,
+        "reader_wall_s": time.perf_counter() - wall,
+        "reader_rss_gb": peak_rss_gb(),
+        "rows": len(log),
+    }
 
 
 def worker_read(path: Path, cache: Path) -> dict:
@@ -156,9 +200,13 @@ def worker_read(path: Path, cache: Path) -> dict:
     fresh load of the cache entry is timed by ``worker_load``."""
     from hymoerec.data.cache import load_dataset
 
-    begin = time.process_time()
+    begin, wall = time.process_time(), time.perf_counter()
     load_dataset(str(path), cache_root=cache, options=TABLE_OPTIONS)
-    return {"read_s": time.process_time() - begin, "read_rss_gb": peak_rss_gb()}
+    return {
+        "read_s": time.process_time() - begin,
+        "read_wall_s": time.perf_counter() - wall,
+        "read_rss_gb": peak_rss_gb(),
+    }
 
 
 def worker_load(path: Path, cache: Path) -> dict:
@@ -249,9 +297,12 @@ def worker_eval(directory: Path, users: int, threads: int) -> dict:
     }
 
 
-def run_worker(*args: str) -> dict:
+def run_worker(*args: str, source: Path | None = None) -> dict:
+    """One measurement in a fresh interpreter; ``source``: the ``src`` folder to import
+    hymoerec from (a reference revision), else this interpreter's."""
+    env = None if source is None else {**os.environ, "PYTHONPATH": str(source)}
     done = subprocess.run(
-        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True
+        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, env=env
     )
     if done.returncode:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
@@ -281,42 +332,51 @@ def measure(
     return rows
 
 
-def preparation(scale: int) -> str:
-    """Memory of reading a TSV log and of the protocol alone, against the raw data."""
+def preparation(sizes: list[int], items: int, reference: Path | None, reference_up_to: int) -> str:
+    """Reading a TSV log and preparing it, now and with the reference revision, and the
+    protocol alone, against the raw data."""
     rows = []
-    for interactions in (1_000_000, 10_000_000, 30_000_000):
-        n = interactions // scale
-        row: dict = {"interactions": n} | run_worker("prepare", str(100_000 // scale), str(n))
-        if interactions <= 10_000_000:
-            scratch = Path(tempfile.mkdtemp(prefix="hymoerec-read-"))
-            try:
-                tsv = scratch / "log.tsv"
-                row |= run_worker("tsv", str(100_000 // scale), str(n), str(tsv))
-                row |= run_worker("read", str(tsv), str(scratch / "cache"))
-                row |= run_worker("load", str(tsv), str(scratch / "cache"))
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+    for interactions in sizes:
+        row: dict = {"interactions": interactions}
+        scratch = Path(tempfile.mkdtemp(prefix="hymoerec-read-"))
+        try:
+            tsv = scratch / "log.tsv"
+            row |= run_worker("tsv", str(items), str(interactions), str(tsv))
+            row |= run_worker("reader", str(tsv))
+            row |= run_worker("read", str(tsv), str(scratch / "cache"))
+            row |= run_worker("load", str(tsv), str(scratch / "cache"))
+            if reference is not None and interactions <= reference_up_to:
+                before = run_worker("reader", str(tsv), source=reference)
+                before |= run_worker("read", str(tsv), str(scratch / "old"), source=reference)
+                row |= {f"old_{key}": value for key, value in before.items()}
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        row |= run_worker("prepare", str(items), str(interactions))
         rows.append(row)
         print(json.dumps(row), flush=True)
     lines = [
-        "| interactions | raw log in memory GB (string ids) | protocol peak RSS GB "
-        "| protocol s | TSV file GB | read + protocol + cache peak RSS GB | read s "
+        "| interactions | TSV file GB | read s, before | read s, now (wall) | read speed-up "
+        "| read peak RSS GB, before / now | prepare s, before / now "
+        "| prepare peak RSS GB, before / now | protocol alone: log GB, peak RSS GB, s "
         "| cached load: RSS GB, s, mmap |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        load = (
-            f"{fmt(r.get('load_rss_gb'), 3)}, {fmt(r.get('load_s'), 3)}, {r.get('mmap')}"
-            if "load_s" in r
-            else "-"
+        ratio = (
+            r["old_reader_s"] / r["reader_s"] if "old_reader_s" in r and "reader_s" in r else None
         )
         lines.append(
-            f"| {r['interactions']:,} | {fmt(r.get('raw_log_gb'), 2)} | "
-            f"{fmt(r.get('prepare_rss_gb'), 2)} | {fmt(r.get('prepare_s'))} | "
-            f"{fmt(r.get('file_gb'), 2)} | {fmt(r.get('read_rss_gb'), 2)} | "
-            f"{fmt(r.get('read_s'))} | {load} |"
+            f"| {r['interactions']:,} | {fmt(r.get('file_gb'), 2)} | "
+            f"{fmt(r.get('old_reader_s'))} | {fmt(r.get('reader_s'))} "
+            f"({fmt(r.get('reader_wall_s'))}) | {fmt(ratio) + 'x' if ratio else '-'} | "
+            f"{fmt(r.get('old_reader_rss_gb'), 2)} / {fmt(r.get('reader_rss_gb'), 2)} | "
+            f"{fmt(r.get('old_read_s'))} / {fmt(r.get('read_s'))} | "
+            f"{fmt(r.get('old_read_rss_gb'), 2)} / {fmt(r.get('read_rss_gb'), 2)} | "
+            f"{fmt(r.get('raw_log_gb'), 2)}, {fmt(r.get('prepare_rss_gb'), 2)}, "
+            f"{fmt(r.get('prepare_s'))} | {fmt(r.get('load_rss_gb'), 3)}, "
+            f"{fmt(r.get('load_s'), 3)}, {r.get('mmap')} |"
         )
-    return "(d) preparing the data, 100k items\n\n" + "\n".join(lines)
+    return f"(d) preparing the data, {items:,} items\n\n" + "\n".join(lines)
 
 
 def fmt(value: object, digits: int = 1) -> str:
@@ -392,7 +452,26 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2048, help="users ranked per evaluation")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=FIGURES, help="where the CSV/MD/PNG go")
-    parser.add_argument("--prepare", action="store_true", help="also measure the protocol")
+    parser.add_argument("--prepare", action="store_true", help="also measure preparation (d)")
+    parser.add_argument("--prepare-only", action="store_true", help="only section (d)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[1_000_000, 10_000_000, 30_000_000],
+        help="interactions of the logs prepared in section (d)",
+    )
+    parser.add_argument(
+        "--reference",
+        default=REFERENCE,
+        help="git revision whose readers and protocol give section (d)'s 'before' ('' for none)",
+    )
+    parser.add_argument(
+        "--reference-up-to",
+        type=int,
+        default=10_000_000,
+        help="largest log the reference reads (its line-by-line reader takes ~2.3 GB per 10M)",
+    )
     args = parser.parse_args()
 
     if args.worker:
@@ -403,6 +482,8 @@ def main() -> None:
             result = worker_prepare(int(rest[0]), int(rest[1]))
         elif kind == "tsv":
             result = worker_tsv(int(rest[0]), int(rest[1]), Path(rest[2]))
+        elif kind == "reader":
+            result = worker_reader(Path(rest[0]))
         elif kind == "read":
             result = worker_read(Path(rest[0]), Path(rest[1]))
         elif kind == "load":
@@ -417,6 +498,20 @@ def main() -> None:
         return
 
     scale = 1_000 if args.quick else 1
+    if args.prepare or args.prepare_only:
+        sizes = [n // scale for n in args.sizes]
+        with tempfile.TemporaryDirectory(prefix="hymoerec-reference-") as folder:
+            reference = unpack(args.reference, Path(folder)) if args.reference else None
+            limit = args.reference_up_to // scale
+            prepared = preparation(sizes, 100_000 // scale, reference, limit)
+    if args.prepare_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        report = args.out / "scaling.md"
+        kept = report.read_text().split("(d) preparing the data")[0] if report.exists() else ""
+        report.write_text(kept + prepared + "\n")
+        print(prepared)
+        print(f"\nwritten: section (d) of {report}")
+        return
     exact_and_sampled = ["chunked_ce", "sampled_softmax"]
     catalogue = []
     for items in (10_000, 100_000, 1_000_000):
@@ -449,7 +544,7 @@ def main() -> None:
         ]
     )
     if args.prepare:
-        report += "\n\n" + preparation(scale)
+        report += "\n\n" + prepared
     (args.out / "scaling.md").write_text(report + "\n")
     plot(catalogue, data, args.out / "scaling.png")
     print(report)

@@ -26,12 +26,12 @@ import yaml
 
 
 def tie_shares(dataset: str, data_dir: str | None) -> dict[str, object]:
-    from hymoerec.data.protocol import _encode, k_core
+    from hymoerec.data.protocol import encode, k_core
     from hymoerec.data.registry import resolve
 
     log = resolve(dataset, data_dir).read()
-    _, users = _encode(log.user)
-    _, items = _encode(log.item)
+    _, users = encode(log.user_ids)
+    _, items = encode(log.item_ids)
     keep = k_core(users, items, 5, 5)
     users, items, timestamp = users[keep], items[keep], log.timestamp[keep]
     order = np.argsort(timestamp, kind="stable")

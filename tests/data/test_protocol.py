@@ -1,10 +1,19 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hymoerec.data.batches import right_padded
 from hymoerec.data.errors import DataError
 from hymoerec.data.interactions import Interactions
-from hymoerec.data.protocol import IdMap, ProtocolConfig, apply_protocol, k_core, statistics
+from hymoerec.data.protocol import (
+    IdMap,
+    ProtocolConfig,
+    apply_protocol,
+    k_core,
+    statistics,
+    tie_order,
+)
 
 
 def log(rows: list[tuple[str, str, int]]) -> Interactions:
@@ -149,3 +158,86 @@ def test_id_lookup_never_aliases_control_characters() -> None:
     assert ids.to_internal(["1", "1\x00", "2\x00\x00", " 1", "10"]).tolist() == [1, -1, -1, -1, 3]
     assert ids.to_internal("1\x00").tolist() == [-1]
     assert ids.to_internal(np.array(["2", "10"])).tolist() == [2, 3]
+
+
+# ------------------------------------------- against the string-sorting reference
+
+
+def reference_protocol(log: Interactions, config: ProtocolConfig) -> tuple[np.ndarray, ...]:
+    """The protocol as first written: every row's string id sorted with np.unique, before
+    and after k-core (the codes are now ordered once per distinct id)."""
+
+    def encode(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            as_int = ids.astype(np.int64)
+            numeric = bool(np.array_equal(as_int.astype(str), ids))
+        except (ValueError, OverflowError):
+            numeric = False
+        if numeric:
+            unique, codes = np.unique(as_int, return_inverse=True)
+            return unique.astype(str), codes
+        return np.unique(ids, return_inverse=True)
+
+    _, user_codes = encode(log.user)
+    _, item_codes = encode(log.item)
+    keep = np.ones(len(log), dtype=bool)
+    while True:
+        user_counts = np.bincount(user_codes[keep], minlength=user_codes.max() + 1)
+        item_counts = np.bincount(item_codes[keep], minlength=item_codes.max() + 1)
+        new_keep = (
+            keep
+            & (user_counts[user_codes] >= config.user_core)
+            & (item_counts[item_codes] >= config.item_core)
+        )
+        if new_keep.sum() == keep.sum():
+            break
+        keep = new_keep
+    user_external, user_code = encode(log.user[keep])
+    item_external, item_code = encode(log.item[keep])
+    timestamp = log.timestamp[keep]
+    order = tie_order(item_code, config.ties)
+    order = order[np.argsort(timestamp[order], kind="stable")]
+    order = order[np.argsort(user_code[order], kind="stable")]
+    offsets = np.zeros(len(user_external) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(user_code, minlength=len(user_external)), out=offsets[1:])
+    items = (item_code[order] + 1).astype(np.int32)
+    return offsets, items, user_external, item_external
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["1", "2", "10", "07", "u", "v", "-3", "é", "99999999999999999999"]),
+            st.sampled_from(["5", "40", "100", "a", "B", "b", "0", "+1"]),
+            st.integers(0, 4),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.sampled_from(["file", "item", "shuffle"]),
+    st.integers(3, 4),
+    st.integers(1, 3),
+)
+def test_protocol_matches_the_reference(
+    rows: list[tuple[str, str, int]], ties: str, user_core: int, item_core: int
+) -> None:
+    """Orders, codes, external ids and their dtypes; numeric ids among them, and ids that
+    become all numeric only once k-core has removed the others."""
+    config = ProtocolConfig(user_core=user_core, item_core=item_core, ties=ties)
+    try:
+        want = reference_protocol(log(rows), config)
+    except ValueError:  # bincount of nothing: no row survives
+        with pytest.raises(DataError, match="no interactions survive"):
+            apply_protocol(log(rows), config)
+        return
+    if len(want[1]) == 0:
+        with pytest.raises(DataError, match="no interactions survive"):
+            apply_protocol(log(rows), config)
+        return
+    got = apply_protocol(log(rows), config)
+    for mine, theirs in zip(
+        (got.offsets, got.items, got.users.external, got.item_ids.external), want, strict=True
+    ):
+        assert mine.dtype == theirs.dtype
+        assert mine.tolist() == theirs.tolist()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hymoerec.data.errors import DataError
-from hymoerec.data.interactions import PAD, Interactions
+from hymoerec.data.interactions import PAD, Ids, Interactions
 
 MIN_SPLIT_LENGTH = 3  # a leave-one-out split needs one training, one validation, one test item
 # Order of one user's interactions with equal timestamps: as in the file, by item id, or
@@ -140,18 +140,22 @@ class Split:
         return self.ends - self.starts
 
 
-def _encode(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique external ids as str, code of every row). Integer ids sort numerically."""
+def encode(ids: Ids) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted external ids as str, code of every row in that order). Integer ids sort
+    numerically, others by code point. Works on the distinct values only: the rows are
+    re-coded with one int32 lookup, never sorted as strings."""
+    values = ids.values
     try:
-        as_int = ids.astype(np.int64)
-        numeric = bool(np.array_equal(as_int.astype(str), ids))
+        as_int = values.astype(np.int64)
+        numeric = bool(np.array_equal(as_int.astype(str), values))
     except (ValueError, OverflowError):
         numeric = False
-    if numeric:
-        unique, codes = np.unique(as_int, return_inverse=True)
-        return unique.astype(str), codes
-    unique, codes = np.unique(ids, return_inverse=True)
-    return unique, codes
+    if not numeric:
+        return values, ids.codes  # Ids keeps its values sorted by code point
+    order = np.argsort(as_int, kind="stable")
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return as_int[order].astype(str), rank[ids.codes]
 
 
 def k_core(users: np.ndarray, items: np.ndarray, user_core: int, item_core: int) -> np.ndarray:
@@ -161,44 +165,52 @@ def k_core(users: np.ndarray, items: np.ndarray, user_core: int, item_core: int)
     the threshold and vice versa, so passes repeat until nothing changes.
     """
     keep = np.ones(len(users), dtype=bool)
+    kept = len(users)
     while True:
         user_counts = np.bincount(users[keep], minlength=int(users.max(initial=-1)) + 1)
         item_counts = np.bincount(items[keep], minlength=int(items.max(initial=-1)) + 1)
-        new_keep = keep & (user_counts[users] >= user_core) & (item_counts[items] >= item_core)
-        if new_keep.sum() == keep.sum():
+        # per-row lookups of a boolean per user / item: one byte a row, not eight
+        keep &= (user_counts >= user_core)[users]
+        keep &= (item_counts >= item_core)[items]
+        now = int(np.count_nonzero(keep))
+        if now == kept:
             return keep
-        keep = new_keep
+        kept = now
 
 
 def apply_protocol(log: Interactions, config: ProtocolConfig) -> SequenceData:
-    """Raw interaction log -> filtered, re-indexed chronological sequences."""
+    """Raw interaction log -> filtered, re-indexed chronological sequences.
+
+    Works on the log's int32 id codes: the string ids are only looked at once per
+    distinct value, to order them."""
     if len(log) == 0:
         raise DataError("no interactions to prepare")
-    _, user_codes = _encode(log.user)
-    _, item_codes = _encode(log.item)
-    keep = k_core(user_codes, item_codes, config.user_core, config.item_core)
+    keep = k_core(log.user_ids.codes, log.item_ids.codes, config.user_core, config.item_core)
     if not keep.any():
         raise DataError(
             f"no interactions survive {config.user_core}-core users / "
             f"{config.item_core}-core items filtering"
         )
-    kept_users = log.user[keep]
-    kept_items = log.item[keep]
-    timestamp = log.timestamp[keep]
-
-    user_external, user_code = _encode(kept_users)
-    item_external, item_code = _encode(kept_items)
+    user_external, user_code = encode(log.user_ids.select(keep))
+    item_external, item_code = encode(log.item_ids.select(keep))
+    timestamp = log.timestamp if keep.all() else log.timestamp[keep]
+    del keep
 
     # Stable sorts: by time, then by user, so equal timestamps keep the order they have
     # before the sorts: the file's, or the tie order asked for.
-    order = tie_order(item_code, config.ties)
-    order = order[np.argsort(timestamp[order], kind="stable")]
+    if config.ties == "file":
+        order = np.argsort(timestamp, kind="stable")
+    else:
+        order = tie_order(item_code, config.ties)
+        order = order[np.argsort(timestamp[order], kind="stable")]
+    del timestamp
     order = order[np.argsort(user_code[order], kind="stable")]
 
     counts = np.bincount(user_code, minlength=len(user_external))
     offsets = np.zeros(len(user_external) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    items = (item_code[order] + PAD + 1).astype(np.int32)  # internal ids start after PAD
+    items = item_code[order]  # (total,) int32
+    items += PAD + 1  # internal ids start after PAD
     return SequenceData(
         offsets=offsets,
         items=items,
