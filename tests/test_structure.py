@@ -4,6 +4,7 @@ others, a module that imports it), and every module stays small enough to read w
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hymoerec"
@@ -90,3 +91,17 @@ def test_no_module_over_the_line_limit() -> None:
     sizes = {module_name(p): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     assert sizes["hymoerec.training.loop"] > 100  # the sizes are real
     assert {name: size for name, size in sizes.items() if size > MAX_LINES} == {}
+
+
+def test_the_readme_layout_matches_the_package() -> None:
+    """Every top-level module and package is in the README's layout table (a package as
+    `name/`), and every file the table names exists."""
+    readme = (PACKAGE.parents[1] / "README.md").read_text()
+    layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    tops = {p.relative_to(PACKAGE).parts[0] for p in PACKAGE.rglob("*.py")}
+    tops -= {"__init__.py", "__main__.py"}
+    expected = {f"`{top}/`" if (PACKAGE / top).is_dir() else f"`{top}`" for top in tops}
+    assert sorted(name for name in expected if name not in layout) == []
+    files = {path.name for path in PACKAGE.rglob("*.py")}
+    named = set(re.findall(r"`([a-z_0-9]+\.py)`", layout))
+    assert named and sorted(named - files) == []
