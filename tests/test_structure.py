@@ -105,3 +105,33 @@ def test_the_readme_layout_matches_the_package() -> None:
     files = {path.name for path in PACKAGE.rglob("*.py")}
     named = set(re.findall(r"`([a-z_0-9]+\.py)`", layout))
     assert named and sorted(named - files) == []
+
+
+def layout_rows() -> list[list[str]]:
+    """The README layout table's rows, each as the top-level names in its first cell
+    (`data/` -> data, `config.py` -> config)."""
+    readme = (PACKAGE.parents[1] / "README.md").read_text()
+    layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in layout.splitlines():
+        if line.startswith("| `"):
+            first = line.split("|")[1]
+            rows.append(
+                [name.rstrip("/").removesuffix(".py") for name in re.findall(r"`([^`]+)`", first)]
+            )
+    return rows
+
+
+def test_each_layout_row_imports_only_from_the_rows_above_it() -> None:
+    order = {name: index for index, row in enumerate(layout_rows()) for name in row}
+    assert order["schema"] < order["cli"]  # the table is read
+    upward = []
+    for module, targets in import_graph().items():
+        parts = module.split(".")
+        if len(parts) < 2 or parts[1] not in order:
+            continue  # hymoerec/__init__.py and __main__.py route to everything
+        for target in targets:
+            here, there = parts[1], target.split(".")[1] if "." in target else None
+            if there in order and order[there] > order[here]:
+                upward.append(f"{module} -> {target}")
+    assert upward == []
