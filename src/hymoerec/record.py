@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from hymoerec import runtime
+from hymoerec.artifacts import write_text_atomic
+
 RECORD_FORMAT = 1
 # test_rank_top10: one character per user (internal id order): the user's test rank 1-10
 # as a-j, or "." for a rank below the top 10; per-user HR@10 and NDCG@10 follow exactly.
@@ -48,19 +51,15 @@ def curves(directory: Path) -> dict[str, list[float]]:
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
-    """Written beside the target and renamed: a record is complete or absent."""
+    """Written atomically (``artifacts.write_text_atomic``): a record is complete or absent."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(value, indent=1) + "\n")
 
 
 def machine(device: str) -> dict[str, Any]:
     import torch
 
-    from hymoerec.training.loop import resolve_device
-
-    resolved = resolve_device(device)
+    resolved = runtime.resolve_device(device)
     name = torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else "cpu"
     return {
         "platform": platform.platform(),

@@ -161,12 +161,10 @@ def read_table(
 
 def _read(path: Path, reader: str, *arguments: object) -> Columns:
     """The columnar reader's columns, or the line-by-line reader's where it declines."""
+    # imported here, not at the top: commands that read no file start without pyarrow
+    from hymoerec.data.readers import columnar
+
     slow: Callable[..., Columns] = getattr(checked, reader)
-    try:
-        from hymoerec.data.readers import columnar
-    except ImportError as missing:  # pyarrow absent: slower, same result
-        log.debug("%s: read line by line: %s", path, missing)
-        return slow(path, *arguments)
     fast: Callable[..., Columns] = getattr(columnar, reader)
     try:
         return fast(path, *arguments)
