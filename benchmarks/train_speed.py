@@ -4,14 +4,18 @@ float32 and bfloat16 side by side.
     python benchmarks/train_speed.py --dataset ml-1m --models hymoerec mamba4rec sasrec
     python benchmarks/train_speed.py --models hymoerec --fraction 0.25  # a quarter epoch
     python benchmarks/train_speed.py --models hymoerec --set bucket=0 --set loss=ce  # ablate
+    python benchmarks/train_speed.py --models hymoerec --fast compile_scan=true  # bf16 + more
     OMP_NUM_THREADS=1 python benchmarks/train_speed.py --loss-only 6000,3416,64  # the loss alone
 
 Training settings come from configs/DATASET-MODEL.yaml when it exists (else TrainConfig's
-defaults); ``--set`` overrides TrainConfig fields, to show what each speed-up contributes.
+defaults); ``--set`` overrides TrainConfig fields of both sides, ``--fast`` those of the
+bf16 side only (e.g. ``compile_scan=true``), to show what each speed-up contributes.
 Each model runs in a fresh interpreter that builds two trainers from one seed, float32
 and ``train.bf16``, and alternates them batch by batch through the same epoch (which
 of the two goes first alternates too), so that both see the same load on a shared
-machine; the ratio is the median over ``--repeats`` consecutive blocks of batches of
+machine; each first takes one untimed step and one untimed evaluation (compilation, if
+any, happens there); the ratio is the median over ``--repeats`` consecutive blocks of
+batches of
 (float32 seconds / bf16 seconds). Evaluation ranks every user's validation target,
 ``--repeats`` times per precision, alternating; the median is printed. Peak memory is
 the max RSS of a separate interpreter per precision that runs ``--memory-steps`` steps
@@ -37,6 +41,11 @@ from pathlib import Path
 import yaml
 
 PRECISIONS = {"float32": False, "bf16": True}
+
+
+def sides(overrides: list[str], fast: list[str]) -> dict[str, list[str]]:
+    """The overrides of each side: float32, and bf16 with the ``fast`` extras."""
+    return {name: overrides + (fast if bf16 else []) for name, bf16 in PRECISIONS.items()}
 
 
 def build(model_name: str, dataset: str, data_dir: str, overrides: list[str], bf16: bool):
@@ -70,14 +79,19 @@ def measure(
     overrides: list[str],
     fraction: float,
     repeats: int,
+    fast: list[str],
 ) -> dict:
     """Both precisions through one epoch (or its first ``fraction``), batch by batch."""
     from hymoerec.training.loop import validate
 
+    extra = sides(overrides, fast)
     runs = {
-        name: build(model_name, dataset, data_dir, overrides, bf16)
+        name: build(model_name, dataset, data_dir, extra[name], bf16)
         for name, bf16 in PRECISIONS.items()
     }
+    for trainer, data, config, max_len in runs.values():  # untimed: compilation happens here
+        trainer.train_batch(next(iter(trainer.sampler.epoch(trainer.rng))))
+        validate(trainer.model, data, "valid", max_len, config, trainer.device)
     streams = {name: run[0].sampler.epoch(run[0].rng) for name, run in runs.items()}
     total = len(runs["float32"][0].sampler)
     count = max(1, round(fraction * total))
@@ -229,6 +243,8 @@ def child(args: argparse.Namespace, *extra: str) -> dict:
     command += ["--memory-steps", str(args.memory_steps)]
     for item in args.set:
         command += ["--set", item]
+    for item in args.fast:
+        command += ["--fast", item]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     result: dict = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -242,6 +258,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--models", nargs="+", default=["hymoerec", "mamba4rec", "sasrec"])
     parser.add_argument("--set", action="append", default=[], help="TrainConfig KEY=VALUE")
+    parser.add_argument(
+        "--fast", action="append", default=[], help="TrainConfig KEY=VALUE of the bf16 side"
+    )
     parser.add_argument(
         "--fraction", type=float, default=1.0, help="share of the epoch timed (extrapolated)"
     )
@@ -287,18 +306,25 @@ def main() -> None:
         return
     if args.child:
         result = measure(
-            args.child, args.dataset, args.data_dir, args.set, args.fraction, args.repeats
+            args.child,
+            args.dataset,
+            args.data_dir,
+            args.set,
+            args.fraction,
+            args.repeats,
+            args.fast,
         )
         print(json.dumps(result))
         return
     if args.child_memory:
         name, precision = args.child_memory.split(":")
-        bf16 = PRECISIONS[precision]
-        memory = peak_memory(name, args.dataset, args.data_dir, args.set, bf16, args.memory_steps)
+        bf16, overrides = PRECISIONS[precision], sides(args.set, args.fast)[precision]
+        memory = peak_memory(name, args.dataset, args.data_dir, overrides, bf16, args.memory_steps)
         print(json.dumps(memory))
         return
     share = "one full epoch" if args.fraction >= 1 else f"{args.fraction:.0%} of an epoch"
     print(f"{args.dataset}, {share}, float32 and bf16 alternating, overrides: {args.set or 'none'}")
+    print(f"bf16 side also: {args.fast or 'nothing'}")
     print(f"threads {os.environ.get('OMP_NUM_THREADS', 'default')}, load before: {load()}")
     print(
         f"{'model':<10} {'batch':>5} {'precision':<9} {'s/epoch':>8} {'targets/s':>10} "

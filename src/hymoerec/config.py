@@ -110,6 +110,10 @@ class TrainConfig:
     # auto: on where the hardware runs bf16 natively (CPU avx512_bf16 / amx_bf16, a GPU
     # with bf16), decided at run time and written into the run's config.yaml
     bf16: bool | None = False
+    # CPU: run the Mamba selective scan as torch.compile-fused chunks (hymoerec.models.scan);
+    # the first steps pay the compilation (about 20-40 s, cached on disk after), and a
+    # machine without a C++ compiler falls back to the per-step scan with a warning
+    compile_scan: bool = False
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     threads: int = 0  # torch CPU threads; 0 = automatic (see hymoerec.runtime)
     # also rank validation with each user's history excluded, every epoch (metrics.jsonl

@@ -103,3 +103,23 @@ def test_mixer_is_causal(changed: int) -> None:
     y, y_other = mixer(x), mixer(other)
     torch.testing.assert_close(y[:, :changed], y_other[:, :changed])
     assert not torch.allclose(y[:, changed], y_other[:, changed])
+
+
+def test_dropout_keeps_each_element_with_probability_one_minus_p_and_keeps_the_mean() -> None:
+    from hymoerec.models.layers import Dropout
+
+    torch.manual_seed(0)
+    dropout = Dropout(0.3)
+    x = torch.ones(1000, 1000, requires_grad=True)
+    y = dropout(x)
+    kept = y != 0
+    share = kept.float().mean().item()
+    assert abs(share - 0.7) < 5 * (0.3 * 0.7 / 1e6) ** 0.5  # five standard deviations
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())  # d y / d x = mask / (1 - p)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert dropout(x.detach().bfloat16()).dtype == torch.bfloat16
+    dropout.eval()
+    assert dropout(x) is x
+    assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from hymoerec.models.base import ModelOutput, SequentialModel
 from hymoerec.models.config import positive_int, probability
+from hymoerec.models.layers import Dropout
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class GRU4Rec(SequentialModel):
         super().__init__(num_items)
         self.config = config
         self.item_embedding = nn.Embedding(num_items + 1, config.embedding_size, padding_idx=0)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.gru = nn.GRU(
             config.embedding_size, config.hidden_size, config.num_layers, batch_first=True
         )

@@ -17,6 +17,21 @@ from hymoerec.models.base import RouterStats
 LAYER_NORM_EPS = 1e-12  # RecBole / Mamba4Rec value, kept so results are comparable
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a faster mask on the CPU: there ``F.dropout`` draws the mask
+    with ``bernoulli_``, about 4x slower than a uniform draw compared with p (up to 8%
+    of a HyMoERec training step). Same distribution: each element is kept with
+    probability 1 - p and scaled by 1 / (1 - p). Other devices use ``F.dropout``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu" or self.p == 1.0:
+            return F.dropout(x, self.p, True, self.inplace)
+        keep = torch.rand(x.shape, device=x.device) >= self.p  # float32: P(keep) = 1 - p
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
 class PointWiseFFN(nn.Module):
     """Position-wise feed-forward network: Linear -> GELU -> Dropout -> Linear."""
 
@@ -24,7 +39,7 @@ class PointWiseFFN(nn.Module):
         super().__init__()
         self.w_1 = nn.Linear(d_model, inner)
         self.w_2 = nn.Linear(inner, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.w_2(self.dropout(F.gelu(self.w_1(x))))  # (..., D)
@@ -44,7 +59,7 @@ class ResidualFFN(nn.Module):
     def __init__(self, ffn: nn.Module, d_model: int, dropout: float) -> None:
         super().__init__()
         self.ffn = ffn
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(d_model, eps=LAYER_NORM_EPS)
 
     def forward(self, x: Tensor, alpha_scale: float) -> tuple[Tensor, RouterStats | None]:
@@ -119,7 +134,7 @@ class TransformerBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.attention = SelfAttention(d_model, num_heads, attn_dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(d_model, eps=LAYER_NORM_EPS)
         self.ffn = ResidualFFN(ffn, d_model, dropout)
 

@@ -6,8 +6,9 @@ On CUDA the scan uses ``mamba_ssm``'s fused kernel when that package is importab
 
 The scan ``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``, ``y_t = C_t . h_t`` is a
 custom autograd Function looping over time on (B, d_inner, d_state) slices with a
-hand-written backward. ``benchmarks/bench_scan.py`` compares it with an autograd loop and
-with chunked (log-space and recompute) scans; it was the fastest on CPU.
+hand-written backward. ``benchmarks/bench_scan.py`` compares it with an autograd loop,
+chunked (log-space and recompute) scans and the compiled chunks of
+``hymoerec.models.scan``, which CPU runs use with ``train.compile_scan``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from hymoerec.models import scan
 
 
 def _load_cuda_scan() -> Callable[..., Tensor] | None:
@@ -99,6 +102,8 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) ->
             C.transpose(1, 2).contiguous(),
         )
         return y.transpose(1, 2)  # (B, L, Di)
+    if scan.active(u.device):
+        return scan.chunked_scan(u, delta, A, B, C)
     out: Tensor = SelectiveScan.apply(u, delta, A, B, C)
     return out
 
@@ -114,6 +119,14 @@ def last_state_scan(
     u, delta: (B, L, Di); A: (Di, N); B: (B, L, N); C_last: (B, N); last: (B,) positions.
     Returns y at ``last``: (B, Di).
     """
+    if scan.active(u.device):
+        return scan.last_output(u, delta, A, B, C_last, last)
+    return _last_state_loop(u, delta, A, B, C_last, last)
+
+
+def _last_state_loop(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C_last: Tensor, last: Tensor
+) -> Tensor:
     batch, _, d_inner = u.shape
     h = u.new_zeros(batch, d_inner, A.size(1))  # (B, Di, N)
     y = u.new_empty(batch, d_inner)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from hymoerec.models.base import ModelOutput, RouterStats, SequentialModel
 from hymoerec.models.config import one_of, positive_int, probability
-from hymoerec.models.layers import LAYER_NORM_EPS, ResidualFFN, recbole_init
+from hymoerec.models.layers import LAYER_NORM_EPS, Dropout, ResidualFFN, recbole_init
 from hymoerec.models.mamba import Mamba
 from hymoerec.models.moe import FFN_KINDS, MoEBackbone, MoEConfig, make_ffn, moe_aux_loss
 from hymoerec.schema import ConfigError
@@ -70,7 +70,7 @@ class MambaLayer(nn.Module):
         d = config.hidden_size
         self.mamba = Mamba(d, config.d_state, config.d_conv, config.expand)
         self.residual = config.num_layers > 1  # as in the official code
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
         inner = config.inner_multiplier * d
         ffn = make_ffn(d, inner, config.dropout, config.ffn, config.moe)
@@ -93,7 +93,7 @@ class Mamba4Rec(MoEBackbone, SequentialModel):
         self.config = config
         d = config.hidden_size
         self.item_embedding = nn.Embedding(num_items + 1, d, padding_idx=0)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
         self.layers = nn.ModuleList(MambaLayer(config) for _ in range(config.num_layers))
         self.output_embedding = (

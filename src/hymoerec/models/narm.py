@@ -21,6 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hymoerec.models.base import ModelOutput, SequentialModel
 from hymoerec.models.config import positive_int, probability
+from hymoerec.models.layers import Dropout
 from hymoerec.schema import ConfigError
 
 QUERY_CHUNK = 8  # prefixes whose attention is materialised at once (8: fastest on CPU)
@@ -53,12 +54,12 @@ class NARM(SequentialModel):
         self.config = config
         e, h = config.embedding_size, config.hidden_size
         self.item_embedding = nn.Embedding(num_items + 1, e, padding_idx=0)
-        self.emb_dropout = nn.Dropout(config.dropout[0])
+        self.emb_dropout = Dropout(config.dropout[0])
         self.gru = nn.GRU(e, h, config.num_layers, batch_first=True, bias=False)
         self.a_1 = nn.Linear(h, h, bias=False)  # keys: A_1 h_i
         self.a_2 = nn.Linear(h, h, bias=False)  # query: A_2 h_j
         self.v_t = nn.Linear(h, 1, bias=False)
-        self.ct_dropout = nn.Dropout(config.dropout[1])
+        self.ct_dropout = Dropout(config.dropout[1])
         self.b = nn.Linear(2 * h, e, bias=False)
         self._init_weights()
 

@@ -12,7 +12,13 @@ from torch import Tensor, nn
 
 from hymoerec.models.base import ModelOutput, RouterStats, SequentialModel
 from hymoerec.models.config import one_of, positive_int, probability
-from hymoerec.models.layers import LAYER_NORM_EPS, PositionEmbedding, causal_mask, recbole_init
+from hymoerec.models.layers import (
+    LAYER_NORM_EPS,
+    Dropout,
+    PositionEmbedding,
+    causal_mask,
+    recbole_init,
+)
 from hymoerec.models.moe import FFN_KINDS, MoEBackbone, MoEConfig, moe_aux_loss
 from hymoerec.models.transformer import transformer_layers
 from hymoerec.schema import ConfigError
@@ -55,7 +61,7 @@ class SASRec(MoEBackbone, SequentialModel):
         self.item_embedding = nn.Embedding(num_items + 1, d, padding_idx=0)
         self.position = PositionEmbedding(config.max_len, d)
         self.norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.layers = transformer_layers(config)
         self.apply(recbole_init)
 

@@ -32,6 +32,7 @@ from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
 from hymoerec.evaluation.evaluator import FactorScorer, evaluate
 from hymoerec.evaluation.metrics import RankingResult
+from hymoerec.models import scan
 from hymoerec.models.base import SequentialModel
 from hymoerec.training.batches import BatchSampler, TrainBatch
 from hymoerec.training.checkpoint import (
@@ -96,7 +97,10 @@ def validate(
     seen_penalty: float = 0.0,
 ) -> RankingResult:
     model.eval()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)):
+    with (
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)),
+        scan.use(config.compile_scan),
+    ):
         result = evaluate(
             FactorScorer(model.next_item_hidden, model.item_weights()),
             data,
@@ -124,7 +128,10 @@ def train_step(
     """Loss of one batch: (total to back-propagate, CE, auxiliary). ``network`` runs the
     forward pass when it is not ``model`` itself (its DistributedDataParallel wrapper)."""
     items, targets = batch.items.to(device), batch.targets.to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)):
+    with (
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)),
+        scan.use(config.compile_scan),
+    ):
         output = (network or model)(items, alpha_scale=scale)
         mask = targets != PAD
         ce = loss_fn(output.hidden[mask], model.item_weights(), targets[mask])

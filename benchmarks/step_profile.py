@@ -1,0 +1,95 @@
+"""Where one training step's time goes, float32 against bfloat16.
+
+    python benchmarks/step_profile.py --model hymoerec --steps 6
+    python benchmarks/step_profile.py --model hymoerec --eval  # one full validation ranking
+
+Builds both trainers of ``benchmarks/train_speed.py`` (same seed, same batches), warms
+each up on one batch, then profiles ``--steps`` batches of each precision under
+``torch.profiler`` and prints, per precision, the wall seconds per step split into
+regions (model forward, loss, backward, optimizer) and the operators with the most self
+CPU time. The regions are ``record_function`` labels set here, so the library is timed
+as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+from train_speed import PRECISIONS, build
+
+REGIONS = ("forward", "loss", "backward", "optimizer")
+
+
+def profiled_step(trainer, batch) -> None:
+    """``Trainer.train_batch`` with each region labelled."""
+    from hymoerec.data.interactions import PAD
+    from hymoerec.training.schedule import fusion_scale
+
+    config, device, model = trainer.config, trainer.device, trainer.model
+    model.train()
+    scale = fusion_scale(model, trainer.step)
+    items, targets = batch.items.to(device), batch.targets.to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)):
+        with record_function("forward"):
+            output = model(items, alpha_scale=scale)
+        with record_function("loss"):
+            mask = targets != PAD
+            ce = trainer.loss_fn(output.hidden[mask], model.item_weights(), targets[mask])
+    loss = batch.target_weight * ce + batch.sequence_weight * output.aux_loss
+    trainer.optimizer.zero_grad(set_to_none=True)
+    with record_function("backward"):
+        loss.backward()
+    with record_function("optimizer"):
+        trainer.optimizer.step()
+        trainer.schedule.step()
+    trainer.step += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="hymoerec")
+    parser.add_argument("--dataset", default="ml-1m")
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--set", action="append", default=[], help="TrainConfig KEY=VALUE")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    runs = {
+        name: build(args.model, args.dataset, args.data_dir, args.set, bf16)
+        for name, bf16 in PRECISIONS.items()
+    }
+    # the same batches for both: the longest ones of the epoch's first 4 * steps
+    first = runs["float32"][0]
+    stream = first.sampler.epoch(first.rng)
+    batches = [next(stream) for _ in range(4 * args.steps + 1)]
+    warm, batches = batches[0], sorted(batches[1:], key=lambda b: -b.items.numel())
+    batches = batches[: args.steps]
+    shape = tuple(batches[0].items.shape)
+    print(f"{args.model}, {args.steps} steps per precision, longest batch {shape}")
+    for name, (trainer, *_rest) in runs.items():
+        profiled_step(trainer, warm)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            begin = time.perf_counter()
+            for batch in batches:
+                profiled_step(trainer, batch)
+            seconds = (time.perf_counter() - begin) / len(batches)
+        events = prof.key_averages()
+        regions = {e.key: e.cpu_time_total / 1e6 / len(batches) for e in events if e.key in REGIONS}
+        split = ", ".join(f"{key} {regions.get(key, 0):.3f}" for key in REGIONS)
+        print(f"\n{name}: {seconds:.3f} s per step ({split})")
+        totals: dict[str, float] = defaultdict(float)
+        for event in events:
+            if event.key not in REGIONS:
+                totals[event.key] += event.self_cpu_time_total / 1e6 / len(batches)
+        whole = sum(totals.values())
+        for key, value in sorted(totals.items(), key=lambda kv: -kv[1])[: args.top]:
+            print(f"  {key:48s} {value:7.3f} s  {100 * value / whole:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()

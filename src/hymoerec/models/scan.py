@@ -1,0 +1,243 @@
+"""The selective scan in fused chunks: ``torch.compile`` kernels for the CPU.
+
+The per-step scan of ``hymoerec.models.mamba`` issues about five small operators per
+time step forward and twelve backward, each one a pass over a (B, d_inner, d_state)
+state. Here the recurrence runs ``CHUNK`` steps at a time in one function that
+``torch.compile`` (Inductor) fuses into a few loops over the state, so the state is read
+and written once per step instead of once per operator. The sequence is padded to a
+multiple of ``CHUNK`` with delta = 0 and u = 0, which leaves the state unchanged
+(decay exp(0) = 1, nothing injected), so the padding changes no output or gradient.
+
+The same chunk functions run uncompiled too (``compiled=False``): that is the reference
+the tests hold the compiled kernels to. Compiling needs a C++ compiler; when it fails the
+scan warns once and falls back to the per-step loop of ``hymoerec.models.mamba`` for the
+rest of the process.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+CHUNK = 8  # time steps per fused kernel call: Inductor unrolls them
+
+
+def forward_chunk(
+    h: Tensor, delta: Tensor, du: Tensor, A: Tensor, B: Tensor, C: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``len(delta)`` steps from state h (B, Di, N), inputs time-major (T, B, X): returns
+    (states (T, B, Di, N), y (T, B, Di))."""
+    states, ys = [], []
+    for t in range(delta.size(0)):
+        h = torch.exp(delta[t, :, :, None] * A) * h + du[t, :, :, None] * B[t, :, None, :]
+        states.append(h)
+        ys.append((h * C[t, :, None, :]).sum(-1))
+    return torch.stack(states), torch.stack(ys)
+
+
+def backward_chunk(
+    grad_h: Tensor,
+    grad_y: Tensor,
+    before: Tensor,
+    states: Tensor,
+    delta: Tensor,
+    du: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+) -> tuple[Tensor, ...]:
+    """The chunk's steps backwards, time-major: grad_h carried in from the next chunk,
+    ``before`` the state preceding the chunk. Returns (grad_h carried out, grad C, grad B,
+    grad du, grad of delta through the decay, grad A summed over the chunk)."""
+    grad_C, grad_B, grad_du, grad_delta = [], [], [], []
+    grad_A = torch.zeros_like(A)
+    for t in range(delta.size(0) - 1, -1, -1):
+        grad_h = grad_h + grad_y[t, :, :, None] * C[t, :, None, :]
+        grad_C.append((grad_y[t, :, :, None] * states[t]).sum(1))
+        grad_B.append((du[t, :, :, None] * grad_h).sum(1))
+        grad_du.append((grad_h * B[t, :, None, :]).sum(-1))
+        decay = torch.exp(delta[t, :, :, None] * A)
+        grad_log_decay = grad_h * (states[t - 1] if t > 0 else before) * decay
+        grad_delta.append((grad_log_decay * A).sum(-1))
+        grad_A = grad_A + (grad_log_decay * delta[t, :, :, None]).sum(0)
+        grad_h = grad_h * decay
+    ordered = [torch.stack(grads[::-1]) for grads in (grad_C, grad_B, grad_du, grad_delta)]
+    return (grad_h, *ordered, grad_A)
+
+
+def final_chunk(h: Tensor, delta: Tensor, du: Tensor, A: Tensor, B: Tensor) -> Tensor:
+    """The state after ``len(delta)`` steps from h, time-major inputs (inference)."""
+    for t in range(delta.size(0)):
+        h = torch.exp(delta[t, :, :, None] * A) * h + du[t, :, :, None] * B[t, :, None, :]
+    return h
+
+
+_EAGER: dict[str, Callable[..., Any]] = {
+    "forward": forward_chunk,
+    "backward": backward_chunk,
+    "final": final_chunk,
+}
+_compiled: dict[str, Callable[..., Any]] = {}
+_state = {"enabled": False, "failed": False}
+
+
+@contextmanager
+def use(on: bool) -> Iterator[None]:
+    """Inside: CPU scans run as compiled chunks when ``on`` (``train.compile_scan``)."""
+    previous = _state["enabled"]
+    _state["enabled"] = on
+    try:
+        yield
+    finally:
+        _state["enabled"] = previous
+
+
+def active(device: torch.device) -> bool:
+    """Whether scans on ``device`` go through the compiled chunks now."""
+    return _state["enabled"] and not _state["failed"] and device.type == "cpu"
+
+
+def _kernel(name: str, compiled: bool) -> Callable[..., Any]:
+    """The chunk function ``name``, compiled when asked. A compiled call that fails
+    (no C++ compiler, an Inductor error) warns once, runs the uncompiled function, and
+    turns compiled scans off for the rest of the process."""
+    eager = _EAGER[name]
+    if not compiled or _state["failed"]:
+        return eager
+    if name not in _compiled:
+        _compiled[name] = torch.compile(eager, fullgraph=True)
+    kernel = _compiled[name]
+
+    def run(*args: Tensor) -> Any:
+        if _state["failed"]:
+            return eager(*args)
+        try:
+            return kernel(*args)
+        except Exception as error:  # Inductor raises many types: no compiler, ...
+            _state["failed"] = True
+            warnings.warn(
+                f"compiled selective scan unavailable ({type(error).__name__}: {error}); "
+                "using the per-step scan",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return eager(*args)
+
+    return run
+
+
+def _time_major(length: int, *tensors: Tensor) -> list[Tensor]:
+    """(B, L, X) tensors as contiguous (length, B, X), zero-padded at the end: every chunk
+    is then a contiguous slice of the same shape, which the compiled kernels expect."""
+    out = []
+    for t in tensors:
+        t = t.transpose(0, 1)
+        if t.size(0) < length:
+            t = F.pad(t, (0, 0, 0, 0, 0, length - t.size(0)))
+        out.append(t.contiguous())
+    return out
+
+
+class ChunkedScan(torch.autograd.Function):
+    """``SelectiveScan``'s recurrence and gradients, CHUNK steps per kernel call."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, compiled: bool
+    ) -> Tensor:
+        length = u.size(1)
+        padded = -(-length // CHUNK) * CHUNK
+        u, delta, B, C = _time_major(padded, u, delta, B, C)  # (L, B, X)
+        step = _kernel("forward", compiled)
+        du = delta * u
+        h = u.new_zeros(u.size(1), u.size(2), A.size(1))
+        states, ys = [], []
+        with torch.autocast(u.device.type, enabled=False):
+            for s in range(0, padded, CHUNK):
+                chunk = slice(s, s + CHUNK)
+                block, y = step(h, delta[chunk], du[chunk], A, B[chunk], C[chunk])
+                h = block[-1]
+                states.append(block)
+                ys.append(y)
+        ctx.save_for_backward(u, delta, A, B, C, torch.cat(states))
+        ctx.length, ctx.compiled = length, compiled
+        return torch.cat(ys)[:length].transpose(0, 1)  # (B, L, Di)
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, ...]:
+        u, delta, A, B, C, states = ctx.saved_tensors  # time-major, padded
+        length, padded = ctx.length, u.size(0)
+        (grad_y,) = _time_major(padded, grad_y)
+        step = _kernel("backward", ctx.compiled)
+        du = delta * u
+        grad_h = torch.zeros_like(states[0])
+        grad_A = torch.zeros_like(A)
+        blocks = []
+        with torch.autocast(u.device.type, enabled=False):
+            for s in range(padded - CHUNK, -1, -CHUNK):
+                chunk = slice(s, s + CHUNK)
+                before = states[s - 1] if s > 0 else torch.zeros_like(grad_h)
+                grad_h, *grads, grad_A_chunk = step(
+                    grad_h,
+                    grad_y[chunk],
+                    before,
+                    states[chunk],
+                    delta[chunk],
+                    du[chunk],
+                    A,
+                    B[chunk],
+                    C[chunk],
+                )
+                grad_A += grad_A_chunk
+                blocks.append(grads)
+        grad_C, grad_B, grad_du, grad_delta = (
+            torch.cat(parts[::-1])[:length].transpose(0, 1) for parts in zip(*blocks, strict=True)
+        )
+        u, delta = u[:length].transpose(0, 1), delta[:length].transpose(0, 1)
+        grad_delta = grad_delta + grad_du * u
+        return grad_du * delta, grad_delta, grad_A, grad_B, grad_C, None
+
+
+def chunked_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    compiled: bool = True,
+) -> Tensor:
+    """y (B, L, Di) of the scan, in chunks."""
+    out: Tensor = ChunkedScan.apply(u, delta, A, B, C, compiled)
+    return out
+
+
+@torch.no_grad()
+def last_output(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C_last: Tensor,
+    last: Tensor,
+    compiled: bool = True,
+) -> Tensor:
+    """y at position ``last`` of each row, (B, Di): delta and u are zeroed after ``last``,
+    which holds the state there to the end, so every row runs the same steps."""
+    end = int(last.max()) + 1
+    padded = -(-end // CHUNK) * CHUNK
+    keep = torch.arange(end, device=u.device)[None, :] <= last[:, None]  # (B, end)
+    delta = delta[:, :end] * keep[..., None]
+    du, delta, B = _time_major(padded, delta * u[:, :end], delta, B[:, :end])
+    step = _kernel("final", compiled)
+    h = u.new_zeros(u.size(0), u.size(2), A.size(1))
+    with torch.autocast(u.device.type, enabled=False):
+        for s in range(0, padded, CHUNK):
+            chunk = slice(s, s + CHUNK)
+            h = step(h, delta[chunk], du[chunk], A, B[chunk])
+    return torch.bmm(h, C_last[:, :, None]).squeeze(-1)
