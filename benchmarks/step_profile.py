@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
-from train_speed import PRECISIONS, build
+from train_speed import PRECISIONS, build, sides
 
 REGIONS = ("forward", "loss", "backward", "optimizer")
 
@@ -27,13 +27,17 @@ REGIONS = ("forward", "loss", "backward", "optimizer")
 def profiled_step(trainer, batch) -> None:
     """``Trainer.train_batch`` with each region labelled."""
     from hymoerec.data.interactions import PAD
+    from hymoerec.models import scan
     from hymoerec.training.schedule import fusion_scale
 
     config, device, model = trainer.config, trainer.device, trainer.model
     model.train()
     scale = fusion_scale(model, trainer.step)
     items, targets = batch.items.to(device), batch.targets.to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)):
+    with (
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)),
+        scan.use(config.compile_scan),
+    ):
         with record_function("forward"):
             output = model(items, alpha_scale=scale)
         with record_function("loss"):
@@ -57,12 +61,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--set", action="append", default=[], help="TrainConfig KEY=VALUE")
+    parser.add_argument("--fast", action="append", default=[], help="KEY=VALUE of bf16 only")
+    parser.add_argument("--eval", action="store_true", help="profile one validation ranking")
     args = parser.parse_args()
+    from hymoerec.training.loop import validate
+
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    extra = sides(args.set, args.fast)
     runs = {
-        name: build(args.model, args.dataset, args.data_dir, args.set, bf16)
+        name: build(args.model, args.dataset, args.data_dir, extra[name], bf16)
         for name, bf16 in PRECISIONS.items()
     }
+    if args.eval:
+        for name, (trainer, data, config, max_len) in runs.items():
+            validate(trainer.model, data, "valid", max_len, config, trainer.device)  # warm-up
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                begin = time.perf_counter()
+                validate(trainer.model, data, "valid", max_len, config, trainer.device)
+                seconds = time.perf_counter() - begin
+            print(f"\n{name}: {seconds:.3f} s for {data.num_users} users")
+            report(prof, 1, args.top)
+        return
     # the same batches for both: the longest ones of the epoch's first 4 * steps
     first = runs["float32"][0]
     stream = first.sampler.epoch(first.rng)
@@ -82,13 +101,18 @@ def main() -> None:
         regions = {e.key: e.cpu_time_total / 1e6 / len(batches) for e in events if e.key in REGIONS}
         split = ", ".join(f"{key} {regions.get(key, 0):.3f}" for key in REGIONS)
         print(f"\n{name}: {seconds:.3f} s per step ({split})")
-        totals: dict[str, float] = defaultdict(float)
-        for event in events:
-            if event.key not in REGIONS:
-                totals[event.key] += event.self_cpu_time_total / 1e6 / len(batches)
-        whole = sum(totals.values())
-        for key, value in sorted(totals.items(), key=lambda kv: -kv[1])[: args.top]:
-            print(f"  {key:48s} {value:7.3f} s  {100 * value / whole:5.1f}%")
+        report(prof, len(batches), args.top)
+
+
+def report(prof: profile, count: int, top: int) -> None:
+    """The ``top`` operators by self CPU seconds per step (of ``count`` steps)."""
+    totals: dict[str, float] = defaultdict(float)
+    for event in prof.key_averages():
+        if event.key not in REGIONS:
+            totals[event.key] += event.self_cpu_time_total / 1e6 / count
+    whole = sum(totals.values())
+    for key, value in sorted(totals.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {key:48s} {value:7.3f} s  {100 * value / whole:5.1f}%")
 
 
 if __name__ == "__main__":
