@@ -2,6 +2,7 @@
 
     python benchmarks/step_profile.py --model hymoerec --steps 6
     python benchmarks/step_profile.py --model hymoerec --eval  # one full validation ranking
+    python benchmarks/step_profile.py --dropout  # F.dropout against layers.Dropout
 
 Builds both trainers of ``benchmarks/train_speed.py`` (same seed, same batches), warms
 each up on one batch, then profiles ``--steps`` batches of each precision under
@@ -63,7 +64,11 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="TrainConfig KEY=VALUE")
     parser.add_argument("--fast", action="append", default=[], help="KEY=VALUE of bf16 only")
     parser.add_argument("--eval", action="store_true", help="profile one validation ranking")
+    parser.add_argument("--dropout", action="store_true", help="time the two dropout masks")
     args = parser.parse_args()
+    if args.dropout:
+        dropout_speed()
+        return
     from hymoerec.training.loop import validate
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -102,6 +107,30 @@ def main() -> None:
         split = ", ".join(f"{key} {regions.get(key, 0):.3f}" for key in REGIONS)
         print(f"\n{name}: {seconds:.3f} s per step ({split})")
         report(prof, len(batches), args.top)
+
+
+def dropout_speed(shape: tuple[int, ...] = (32, 200, 64), p: float = 0.2) -> None:
+    """Median ms of ``F.dropout`` (bernoulli_ mask) and ``layers.Dropout`` (uniform draw
+    compared with p) on one activation tensor of a batch, alternating, 21 rounds."""
+    import statistics
+
+    import torch.nn.functional as F
+
+    from hymoerec.models.layers import Dropout
+
+    x = torch.randn(shape)
+    ours = Dropout(p)
+    variants = {"F.dropout": lambda: F.dropout(x, p, True), "layers.Dropout": lambda: ours(x)}
+    times: dict[str, list[float]] = defaultdict(list)
+    for _ in range(21):
+        for name, run in variants.items():
+            begin = time.perf_counter()
+            run()
+            times[name].append(1e3 * (time.perf_counter() - begin))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    for name, value in medians.items():
+        print(f"{name:16s} {value:6.2f} ms on {shape}")
+    print(f"ratio {medians['F.dropout'] / medians['layers.Dropout']:.2f}x")
 
 
 def report(prof: profile, count: int, top: int) -> None:

@@ -53,7 +53,7 @@ def test_reproduce_records_runs_then_skips_them(
     assert ablation["config"]["model_options"]["moe"]["top_k"] == 1
     assert main_run["config"]["train"]["seed"] == 7 and main_run["epochs_run"] == 1
     assert main_run["code"] == ablation["code"] == {"commit": "a" * 40, "dirty": False}
-    assert {"platform", "cpu", "torch", "device"} <= set(main_run["machine"])
+    assert {"platform", "cpu", "torch", "device", "bf16_native"} <= set(main_run["machine"])
     # the per-user ranks give back the recorded test metrics
     ranks = decode_ranks(main_run["test_rank_top10"])
     assert len(ranks) == main_run["users"] == 943

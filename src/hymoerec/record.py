@@ -69,6 +69,9 @@ def machine(device: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "device": name,
+        # what train.bf16 = null (auto) decides on this machine; config.train.bf16 is
+        # what the run used
+        "bf16_native": runtime.native_bf16(resolved),
     }
 
 

@@ -1,0 +1,115 @@
+"""float32 against bfloat16 training, run by run and user by user.
+
+    python benchmarks/precision_parity.py runs/precision/ml-1m-hymoerec-*
+
+Each argument is a finished run directory (``hymoerec train --out DIR``); the runs are
+grouped by the precision their ``config.yaml`` records (``train.bf16``) and paired by
+seed. Printed per run: best validation NDCG@10 and its epoch, test NDCG@10 / HR@10 with
+the history kept (the run's own ``final.json``) and excluded (re-scored here with
+``hymoerec.training.rescore.evaluate_run``), mean seconds per epoch, and the wall seconds
+(epochs) to validation NDCG@10 thresholds. Then per precision the mean over seeds, the
+seed-to-seed spread of float32 (the noise a precision change has to stay within), and a
+Wilcoxon signed-rank test of per-user test NDCG@10 (kept ranking, seeds averaged per
+user) with a bootstrap interval of the mean difference (``hymoerec.results.stats``).
+
+The commands that made the runs of docs/training.md are listed there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hymoerec.record import encode_ranks
+from hymoerec.results.stats import paired_test
+from hymoerec.training.rescore import evaluate_run
+
+
+def summary(run: Path, thresholds: tuple[float, ...]) -> dict:
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    final = json.loads((run / "final.json").read_text())
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    excluded = evaluate_run(run, exclude_history=True)["test"]
+    reached = {}
+    for threshold in thresholds:
+        hit = next((e for e in epochs if e["valid"]["NDCG@10"] >= threshold), None)
+        reached[threshold] = (hit["elapsed"], hit["epoch"]) if hit else None
+    return {
+        "run": run.name,
+        "bf16": bool(config["train"]["bf16"]),
+        "compile_scan": bool(config["train"].get("compile_scan", False)),
+        "seed": config["train"]["seed"],
+        "best_epoch": final["best_epoch"],
+        "valid": final["valid"]["NDCG@10"],
+        "test_kept": final["test"]["NDCG@10"],
+        "hr_kept": final["test"]["HR@10"],
+        "test_excluded": excluded["NDCG@10"],
+        "hr_excluded": excluded["HR@10"],
+        "epoch_s": statistics.mean(e["seconds"] for e in epochs),
+        "reached": reached,
+        "record": {"test_rank_top10": encode_ranks(np.load(run / "test_ranks.npy"))},
+    }
+
+
+def mean_sd(values: list[float]) -> str:
+    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.4f}{spread}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--thresholds", default="0.10,0.12", help="validation NDCG@10 levels")
+    args = parser.parse_args()
+    thresholds = tuple(float(t) for t in args.thresholds.split(","))
+    rows = sorted((summary(r, thresholds) for r in args.runs), key=lambda r: (r["seed"], r["bf16"]))
+
+    reach = " | ".join(f"s (epoch) to {t:.2f}" for t in thresholds)
+    print(
+        "| run | precision | seed | best epoch | valid NDCG@10 | test NDCG@10 / HR@10 kept "
+        f"| test NDCG@10 / HR@10 excluded | s/epoch | {reach} |"
+    )
+    print("|---" * (9 + len(thresholds)) + "|")
+    for r in rows:
+        precision = (
+            "bf16" + (" + compiled scan" if r["compile_scan"] else "") if r["bf16"] else "float32"
+        )
+        cells = [
+            f"{r['reached'][t][0]:.0f} ({r['reached'][t][1]})" if r["reached"][t] else "not reached"
+            for t in thresholds
+        ]
+        print(
+            f"| {r['run']} | {precision} | {r['seed']} | {r['best_epoch']} | {r['valid']:.4f} "
+            f"| {r['test_kept']:.4f} / {r['hr_kept']:.4f} "
+            f"| {r['test_excluded']:.4f} / {r['hr_excluded']:.4f} | {r['epoch_s']:.0f} "
+            f"| {' | '.join(cells)} |"
+        )
+    sides = {bf16: [r for r in rows if r["bf16"] == bf16] for bf16 in (False, True)}
+    if not sides[False] or not sides[True]:
+        return
+    print()
+    for key, label in [("test_kept", "kept"), ("test_excluded", "excluded"), ("valid", "valid")]:
+        f32 = [r[key] for r in sides[False]]
+        bf16 = [r[key] for r in sides[True]]
+        noise = f", float32 seed spread {max(f32) - min(f32):.4f}" if len(f32) > 1 else ""
+        print(
+            f"NDCG@10 {label}: float32 {mean_sd(f32)}, bf16 {mean_sd(bf16)}, "
+            f"bf16 / float32 {statistics.mean(bf16) / statistics.mean(f32):.3f}{noise}"
+        )
+    test = paired_test([r["record"] for r in sides[True]], [r["record"] for r in sides[False]])
+    print(
+        f"per user (test NDCG@10 kept, bf16 - float32, {test.users} users): "
+        f"{test.mean_difference:+.4f} [{test.ci_low:+.4f}, {test.ci_high:+.4f}], "
+        f"Wilcoxon p = {test.wilcoxon_p:.2g}, bf16 better for {test.better}, worse for {test.worse}"
+    )
+
+
+if __name__ == "__main__":
+    main()
