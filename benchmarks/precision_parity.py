@@ -76,7 +76,7 @@ def main() -> None:
         "| run | precision | seed | best epoch | valid NDCG@10 | test NDCG@10 / HR@10 kept "
         f"| test NDCG@10 / HR@10 excluded | s/epoch | {reach} |"
     )
-    print("|---" * (9 + len(thresholds)) + "|")
+    print("|---" * (8 + len(thresholds)) + "|")
     for r in rows:
         precision = (
             "bf16" + (" + compiled scan" if r["compile_scan"] else "") if r["bf16"] else "float32"
