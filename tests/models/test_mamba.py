@@ -123,3 +123,19 @@ def test_dropout_keeps_each_element_with_probability_one_minus_p_and_keeps_the_m
     dropout.eval()
     assert dropout(x) is x
     assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
+
+
+def test_step_size_keeps_float32_precision_under_a_bf16_autocast() -> None:
+    """delta ~ exp(bias) for the initial biases: rounding the bias to bf16 would move
+    delta by up to 1.6%; only the small product dt_proj.weight @ dt may be rounded."""
+    torch.manual_seed(0)
+    mixer = Mamba(d_model=64, d_state=8)
+    dt = torch.randn(4, 50, mixer.dt_rank) * 0.3
+    exact = mixer.step_size(dt)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = mixer.step_size(dt)
+        rounded_bias = F.softplus(mixer.dt_proj(dt)).float()  # the bias added in bf16
+    assert mixed.dtype == torch.float32
+    error = ((mixed - exact).abs() / exact).max().item()
+    assert error < 0.005, error
+    assert ((rounded_bias - exact).abs() / exact).max().item() > 2 * error  # what it avoids
