@@ -78,8 +78,8 @@ def main() -> None:
     )
     print("|---" * (8 + len(thresholds)) + "|")
     for r in rows:
-        precision = (
-            "bf16" + (" + compiled scan" if r["compile_scan"] else "") if r["bf16"] else "float32"
+        precision = ("bf16" if r["bf16"] else "float32") + (
+            " + compiled scan" if r["compile_scan"] else ""
         )
         cells = [
             f"{r['reached'][t][0]:.0f} ({r['reached'][t][1]})" if r["reached"][t] else "not reached"
