@@ -103,12 +103,24 @@ def main() -> None:
             f"NDCG@10 {label}: float32 {mean_sd(f32)}, bf16 {mean_sd(bf16)}, "
             f"bf16 / float32 {statistics.mean(bf16) / statistics.mean(f32):.3f}{noise}"
         )
-    test = paired_test([r["record"] for r in sides[True]], [r["record"] for r in sides[False]])
-    print(
-        f"per user (test NDCG@10 kept, bf16 - float32, {test.users} users): "
-        f"{test.mean_difference:+.4f} [{test.ci_low:+.4f}, {test.ci_high:+.4f}], "
-        f"Wilcoxon p = {test.wilcoxon_p:.2g}, bf16 better for {test.better}, worse for {test.worse}"
-    )
+    comparisons = [("bf16 - float32, seeds averaged per user", sides[True], sides[False])]
+    comparisons += [
+        (f"bf16 - float32, seed {a['seed']}", [a], [b])
+        for a, b in zip(sides[True], sides[False], strict=False)
+        if a["seed"] == b["seed"]
+    ]
+    if len(sides[False]) > 1:  # the yardstick: two float32 runs that differ only by seed
+        first, second = sides[False][:2]
+        comparisons.append(
+            (f"float32 seed {second['seed']} - seed {first['seed']}", [second], [first])
+        )
+    for label, a_runs, b_runs in comparisons:
+        test = paired_test([r["record"] for r in a_runs], [r["record"] for r in b_runs])
+        print(
+            f"per user, test NDCG@10 kept, {label} ({test.users} users): "
+            f"{test.mean_difference:+.4f} [{test.ci_low:+.4f}, {test.ci_high:+.4f}], "
+            f"Wilcoxon p = {test.wilcoxon_p:.2g}, higher for {test.better}, lower for {test.worse}"
+        )
 
 
 if __name__ == "__main__":

@@ -107,9 +107,10 @@ class TrainConfig:
     negatives: int = 256  # sampled negatives: per batch (sampled_softmax), per 8 targets (gbce)
     gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 = plain BCE (gSASRec uses 0.75)
     # bfloat16 autocast of the forward pass and of the loss's item-table products; null =
-    # auto: on where the hardware runs bf16 natively (CPU avx512_bf16 / amx_bf16, a GPU
-    # with bf16), decided at run time and written into the run's config.yaml
-    bf16: bool | None = False
+    # auto (the default): on where the hardware runs bf16 natively (CPU avx512_bf16 /
+    # amx_bf16, a GPU with bf16), decided at run time and written into the run's
+    # config.yaml; quality matches float32 within seed noise (docs/training.md "bfloat16")
+    bf16: bool | None = None
     # CPU: run the Mamba selective scan as torch.compile-fused chunks (hymoerec.models.scan);
     # the first steps pay the compilation (about 20-40 s, cached on disk after), and a
     # machine without a C++ compiler falls back to the per-step scan with a warning
