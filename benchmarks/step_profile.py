@@ -28,17 +28,14 @@ REGIONS = ("forward", "loss", "backward", "optimizer")
 def profiled_step(trainer, batch) -> None:
     """``Trainer.train_batch`` with each region labelled."""
     from hymoerec.data.interactions import PAD
-    from hymoerec.models import scan
+    from hymoerec.training.loop import numerics
     from hymoerec.training.schedule import fusion_scale
 
     config, device, model = trainer.config, trainer.device, trainer.model
     model.train()
     scale = fusion_scale(model, trainer.step)
     items, targets = batch.items.to(device), batch.targets.to(device)
-    with (
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)),
-        scan.use(config.compile_scan),
-    ):
+    with numerics(config, device):
         with record_function("forward"):
             output = model(items, alpha_scale=scale)
         with record_function("loss"):

@@ -112,8 +112,9 @@ class TrainConfig:
     # config.yaml; quality matches float32 within seed noise (docs/training.md "bfloat16")
     bf16: bool | None = None
     # CPU: run the Mamba selective scan as torch.compile-fused chunks (hymoerec.models.scan);
-    # the first steps pay the compilation (about 20-40 s, cached on disk after), and a
-    # machine without a C++ compiler falls back to the per-step scan with a warning
+    # each process pays the compilation once in its first steps (Inductor caches kernels
+    # on disk), and a machine without a C++ compiler falls back to the per-step scan with
+    # a warning
     compile_scan: bool = False
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     threads: int = 0  # torch CPU threads; 0 = automatic (see hymoerec.runtime)

@@ -196,9 +196,9 @@ class Mamba(nn.Module):
         A = -torch.exp(self.A_log.float())  # (Di, N)
         if last is not None:
             rows = torch.arange(x.size(0), device=x.device)
-            y = last_state_scan(u.float(), delta.float(), A, B.float(), C[rows, last].float(), last)
+            y = last_state_scan(u.float(), delta, A, B.float(), C[rows, last].float(), last)
             y = y.to(u.dtype)[:, None] + u[rows, last][:, None] * self.D  # (B, 1, Di)
             return self.out_proj(y * F.silu(z[rows, last][:, None]))  # (B, 1, D)
-        y = selective_scan(u.float(), delta.float(), A, B.float(), C.float()).to(u.dtype)
+        y = selective_scan(u.float(), delta, A, B.float(), C.float()).to(u.dtype)
         y = y + u * self.D  # (B, L, Di) skip connection
         return self.out_proj(y * F.silu(z))  # (B, L, D)

@@ -31,6 +31,16 @@ from torch import Tensor
 CHUNK = 8  # time steps per fused kernel call: Inductor unrolls them
 
 
+def _decay(delta: Tensor, A: Tensor) -> Tensor:
+    """exp(delta_t A), (B, Di, N), of one step's delta (B, Di)."""
+    return torch.exp(delta[:, :, None] * A)
+
+
+def _inject(du: Tensor, B: Tensor) -> Tensor:
+    """delta_t u_t B_t, (B, Di, N), of one step's du (B, Di) and B (B, N)."""
+    return du[:, :, None] * B[:, None, :]
+
+
 def forward_chunk(
     h: Tensor, delta: Tensor, du: Tensor, A: Tensor, B: Tensor, C: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -38,7 +48,7 @@ def forward_chunk(
     (the last state (B, Di, N), y (T, B, Di))."""
     ys = []
     for t in range(delta.size(0)):
-        h = torch.exp(delta[t, :, :, None] * A) * h + du[t, :, :, None] * B[t, :, None, :]
+        h = _decay(delta[t], A) * h + _inject(du[t], B[t])
         ys.append((h * C[t, :, None, :]).sum(-1))
     return h, torch.stack(ys)
 
@@ -59,8 +69,8 @@ def backward_chunk(
     grad du, grad of delta through the decay, grad A summed over the chunk)."""
     states, decays, h = [], [], before
     for t in range(delta.size(0)):
-        decays.append(torch.exp(delta[t, :, :, None] * A))
-        h = decays[t] * h + du[t, :, :, None] * B[t, :, None, :]
+        decays.append(_decay(delta[t], A))
+        h = decays[t] * h + _inject(du[t], B[t])
         states.append(h)
     grad_C, grad_B, grad_du, grad_delta = [], [], [], []
     grad_A = torch.zeros_like(A)
@@ -81,7 +91,7 @@ def backward_chunk(
 def final_chunk(h: Tensor, delta: Tensor, du: Tensor, A: Tensor, B: Tensor) -> Tensor:
     """The state after ``len(delta)`` steps from h, time-major inputs (inference)."""
     for t in range(delta.size(0)):
-        h = torch.exp(delta[t, :, :, None] * A) * h + du[t, :, :, None] * B[t, :, None, :]
+        h = _decay(delta[t], A) * h + _inject(du[t], B[t])
     return h
 
 
@@ -115,7 +125,7 @@ def _kernel(name: str, compiled: bool) -> Callable[..., Any]:
     (no C++ compiler, an Inductor error) warns once, runs the uncompiled function, and
     turns compiled scans off for the rest of the process."""
     eager = _EAGER[name]
-    if not compiled or _state["failed"]:
+    if not compiled:
         return eager
     if name not in _compiled:
         _compiled[name] = torch.compile(eager, fullgraph=True)

@@ -12,7 +12,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -85,6 +86,17 @@ class FitResult:
     stopped: str  # why training ended
 
 
+@contextmanager
+def numerics(config: TrainConfig, device: torch.device) -> Iterator[None]:
+    """How a forward pass computes: under a bf16 autocast when ``train.bf16``, with the
+    compiled scan when ``train.compile_scan``. Training and validation both run in it."""
+    with (
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)),
+        scan.use(config.compile_scan),
+    ):
+        yield
+
+
 def validate(
     model: SequentialModel,
     data: SequenceData,
@@ -97,10 +109,7 @@ def validate(
     seen_penalty: float = 0.0,
 ) -> RankingResult:
     model.eval()
-    with (
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)),
-        scan.use(config.compile_scan),
-    ):
+    with numerics(config, device):
         result = evaluate(
             FactorScorer(model.next_item_hidden, model.item_weights()),
             data,
@@ -128,10 +137,7 @@ def train_step(
     """Loss of one batch: (total to back-propagate, CE, auxiliary). ``network`` runs the
     forward pass when it is not ``model`` itself (its DistributedDataParallel wrapper)."""
     items, targets = batch.items.to(device), batch.targets.to(device)
-    with (
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)),
-        scan.use(config.compile_scan),
-    ):
+    with numerics(config, device):
         output = (network or model)(items, alpha_scale=scale)
         mask = targets != PAD
         ce = loss_fn(output.hidden[mask], model.item_weights(), targets[mask])
