@@ -106,6 +106,9 @@ class TrainConfig:
     loss: str = "chunked_ce"  # one of LOSS_NAMES above; docs/scaling.md compares them
     negatives: int = 256  # sampled negatives: per batch (sampled_softmax), per 8 targets (gbce)
     gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 = plain BCE (gSASRec uses 0.75)
+    # where sampled_softmax draws its negatives: "popularity" (training frequency, logQ-
+    # corrected) or "uniform" (every item alike); docs/scaling.md compares them
+    sampler: str = "popularity"
     # bfloat16 autocast of the forward pass and of the loss's item-table products; null =
     # auto (the default): on where the hardware runs bf16 natively (CPU avx512_bf16 /
     # amx_bf16, a GPU with bf16), decided at run time and written into the run's
@@ -140,6 +143,8 @@ class TrainConfig:
             raise ConfigError(f"train.schedule={self.schedule!r}: expected constant or cosine")
         if self.loss not in LOSS_NAMES:
             raise ConfigError(f"train.loss={self.loss!r}: expected one of {', '.join(LOSS_NAMES)}")
+        if self.sampler not in ("popularity", "uniform"):
+            raise ConfigError(f"train.sampler={self.sampler!r}: expected popularity or uniform")
         if not 0 <= self.gbce_t <= 1:
             raise ConfigError(f"train.gbce_t={self.gbce_t}: must be in [0, 1]")
         try:

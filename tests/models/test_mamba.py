@@ -115,7 +115,10 @@ def test_dropout_keeps_each_element_with_probability_one_minus_p_and_keeps_the_m
     kept = y != 0
     share = kept.float().mean().item()
     assert abs(share - 0.7) < 5 * (0.3 * 0.7 / 1e6) ** 0.5  # five standard deviations
-    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    keep = 1 - round(0.3 * 65536) / 65536  # the mask's probability, within 2^-17 of 0.7
+    assert abs(keep - 0.7) <= 2**-17
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / keep))
+    assert abs(y.mean().item() - 1.0) < 5 * (0.3 / 0.7 / 1e6) ** 0.5  # E[y] = x
     y.sum().backward()
     torch.testing.assert_close(x.grad, y.detach())  # d y / d x = mask / (1 - p)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -123,6 +126,11 @@ def test_dropout_keeps_each_element_with_probability_one_minus_p_and_keeps_the_m
     dropout.eval()
     assert dropout(x) is x
     assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
+    torch.manual_seed(1)
+    odd = Dropout(0.5).train()(torch.ones(3, 5, 7))  # a size that is no multiple of 4
+    assert 0 < int(odd.ne(0).sum()) < 105
+    torch.manual_seed(1)
+    torch.testing.assert_close(Dropout(0.5).train()(torch.ones(3, 5, 7)), odd)  # seeded
 
 
 def test_step_size_keeps_float32_precision_under_a_bf16_autocast() -> None:

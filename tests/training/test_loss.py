@@ -77,6 +77,29 @@ def test_sampled_softmax_with_every_item_drawn_tends_to_the_exact_loss() -> None
     )
 
 
+def test_uniform_sampler_ignores_popularity() -> None:
+    hidden, weights, targets = example()
+    skewed = np.arange(31) ** 3
+    uniform = SampledSoftmaxCE(skewed, negatives=50, uniform=True)
+    assert uniform.probs[0] == 0
+    torch.testing.assert_close(uniform.probs[1:], torch.full((30,), 1 / 30))
+    torch.manual_seed(3)
+    got = uniform(hidden, weights, targets)
+    torch.manual_seed(3)
+    want = SampledSoftmaxCE(np.zeros(31), negatives=50)(hidden, weights, targets)
+    torch.testing.assert_close(got, want)
+    torch.manual_seed(3)
+    assert not torch.allclose(
+        SampledSoftmaxCE(skewed, negatives=50)(hidden, weights, targets), want
+    )
+    config = TrainConfig(loss="sampled_softmax", sampler="uniform")
+    drawn = make_loss(config, skewed)
+    assert isinstance(drawn, SampledSoftmaxCE)
+    torch.testing.assert_close(drawn.probs, uniform.probs)
+    with pytest.raises(ConfigError, match=r"train\.sampler='zipf'"):
+        TrainConfig(sampler="zipf")
+
+
 @pytest.mark.parametrize("t", [0.0, 0.5, 1.0])
 def test_gbce_matches_its_definition(t: float) -> None:
     hidden, weights, targets = example(num_items=30, targets=37)  # last block part-filled

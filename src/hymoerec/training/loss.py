@@ -129,11 +129,14 @@ class SampledSoftmaxCE:
     them; subtracting log(S * Q(i)), the expected number of draws of item i, from every
     logit removes that bias (Jean et al. 2015; Yi et al. 2019), as TensorFlow's
     ``sampled_softmax_loss`` does. A negative that equals a row's target is masked out.
-    Q is the training frequency plus one, so every item can be drawn.
+    Q is the training frequency plus one, so every item can be drawn; with
+    ``uniform=True`` Q is uniform instead (the correction is then one constant and changes
+    nothing).
     """
 
-    def __init__(self, item_counts: np.ndarray, negatives: int) -> None:
-        counts = torch.as_tensor(np.asarray(item_counts, dtype=np.float64) + 1.0)
+    def __init__(self, item_counts: np.ndarray, negatives: int, uniform: bool = False) -> None:
+        frequency = np.asarray(item_counts, dtype=np.float64)
+        counts = torch.as_tensor(np.ones_like(frequency) if uniform else frequency + 1.0)
         counts[PAD] = 0.0
         self.probs = (counts / counts.sum()).float()  # (N + 1,) Q, zero for padding
         self.log_expected = torch.log(negatives * self.probs)  # (N + 1,) -inf for padding
@@ -224,7 +227,7 @@ def make_loss(config: TrainConfig, item_counts: np.ndarray) -> LossFn:
     if config.loss in LOSSES:
         return LOSSES[config.loss]
     if config.loss == "sampled_softmax":
-        return SampledSoftmaxCE(item_counts, config.negatives)
+        return SampledSoftmaxCE(item_counts, config.negatives, config.sampler == "uniform")
     if config.loss == "gbce":
         return GBCE(len(item_counts) - 1, config.negatives, config.gbce_t)
     raise ValueError(f"unknown loss {config.loss!r}")  # TrainConfig rejects it first
