@@ -162,15 +162,54 @@ def best_time(step: Callable[[], None], repeats: int) -> float:
     return min(times)
 
 
+def chunk_sizes(inputs: list[Tensor], sizes: list[int], repeats: int) -> None:
+    """The compiled chunks at each of ``sizes`` steps per kernel call, alternating
+    ``repeats`` rounds after one compile-and-check each; median seconds, ratio to the
+    first size."""
+    import statistics
+
+    def step() -> None:
+        compiled_chunks(*inputs).sum().backward()
+
+    def at(size: int) -> None:
+        scan.CHUNK = size
+        scan._compiled.clear()  # a new size is a new kernel
+        torch._dynamo.reset()
+
+    default = scan.CHUNK
+    for size in sizes:  # compile once each, checked
+        at(size)
+        print(f"chunk {size:3d}: max |err| {max_error(compiled_chunks, inputs):.1e}")
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    for _ in range(repeats):
+        for size in sizes:
+            at(size)
+            step()  # recompiles from Inductor's cache
+            begin = time.perf_counter()
+            step()
+            times[size].append(time.perf_counter() - begin)
+    first = statistics.median(times[sizes[0]])
+    for size in sizes:
+        median = statistics.median(times[size])
+        print(f"compiled chunks of {size:3d} steps: fwd+bwd {median:6.3f} s  {first / median:.2f}x")
+    at(default)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--length", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--items", type=int, default=3706, help="catalogue size (ML-1M)")
+    parser.add_argument(
+        "--chunks", help="only the compiled chunks, at these steps per kernel (e.g. 4,8,16)"
+    )
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     inputs = scan_inputs(args.batch, args.length, 128, 32)
+    if args.chunks:
+        chunk_sizes(inputs, [int(c) for c in args.chunks.split(",")], args.repeats)
+        return
 
     for name, strategy in STRATEGIES.items():
         error = max_error(strategy, inputs)

@@ -141,8 +141,11 @@ def measure(
     return result
 
 
-def loss_speed(targets: int, items: int, dim: int, repeats: int) -> dict[str, float]:
-    """Median ms of one chunked-CE forward + backward, float32 and bf16 alternating."""
+def loss_speed(
+    targets: int, items: int, dim: int, repeats: int, chunks: tuple[int, ...] = ()
+) -> dict[str, float]:
+    """Median ms of one chunked-CE forward + backward, float32 and bf16 alternating; with
+    ``chunks``, bf16 at each of those chunk sizes (targets per chunk) instead."""
     import torch
 
     from hymoerec.training.loss import chunked_softmax_ce
@@ -151,12 +154,18 @@ def loss_speed(targets: int, items: int, dim: int, repeats: int) -> dict[str, fl
     hidden = torch.randn(targets, dim, generator=g, requires_grad=True)
     weights = (0.3 * torch.randn(items + 1, dim, generator=g)).requires_grad_()
     labels = torch.randint(1, items + 1, (targets,), generator=g)
-    seconds: dict[str, list[float]] = {name: [] for name in PRECISIONS}
+    variants = (
+        {f"bf16, chunk {c}": (True, c) for c in chunks}
+        if chunks
+        else {name: (bf16, None) for name, bf16 in PRECISIONS.items()}
+    )
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats + 1):  # the first round warms up
-        for name, bf16 in PRECISIONS.items():
+        for name, (bf16, chunk) in variants.items():
+            options = {"chunk": chunk} if chunk else {}
             begin = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = chunked_softmax_ce(hidden, weights, labels)
+                loss = chunked_softmax_ce(hidden, weights, labels, **options)
             loss.backward()
             seconds[name].append(time.perf_counter() - begin)
     return {name: 1e3 * statistics.median(values[1:]) for name, values in seconds.items()}
@@ -287,6 +296,9 @@ def main() -> None:
         metavar="TARGETS,ITEMS,DIM",
         help="time the chunked CE alone at these shapes (ML-1M step: 6000,3416,64)",
     )
+    parser.add_argument(
+        "--chunks", metavar="C,C,...", help="with --loss-only: bf16 at these chunk sizes"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -297,12 +309,14 @@ def main() -> None:
         return
     if args.loss_only:
         targets, items, dim = (int(v) for v in args.loss_only.split(","))
-        ms = loss_speed(targets, items, dim, args.repeats)
+        chunks = tuple(int(c) for c in args.chunks.split(",")) if args.chunks else ()
         print(f"chunked CE, {targets} targets x {items} items x {dim}, forward + backward")
         print(f"load before: {load()}")
+        ms = loss_speed(targets, items, dim, args.repeats, chunks)
+        first = next(iter(ms.values()))
         for name, value in ms.items():
-            print(f"{name:<8} {value:8.1f} ms per step")
-        print(f"speed-up {ms['float32'] / ms['bf16']:.2f}x, load after: {load()}")
+            print(f"{name:<16} {value:8.1f} ms per step  {first / value:.2f}x")
+        print(f"load after: {load()}")
         return
     if args.child:
         result = measure(
