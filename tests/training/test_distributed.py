@@ -15,6 +15,7 @@ from hymoerec.models import build_model
 from hymoerec.training.batches import BatchSampler
 from hymoerec.training.distributed import World, shutdown
 from hymoerec.training.loop import Trainer, seed_everything
+from hymoerec.training.loss import SampledSoftmaxCE
 from tests.models.tiny import TINY
 
 MAX_LEN = 12
@@ -49,8 +50,15 @@ def trained(world: World, config: TrainConfig, model_name: str, epochs: int) -> 
     seed_everything(config.seed)
     model = build_model(model_name, options, data.num_items)
     trainer = Trainer(model, data, config, MAX_LEN, world)
-    for _ in range(epochs):
-        trainer.run_epoch()
+    # One draw of negatives for a whole batch, so that every process draws what one
+    # process draws (the same seed); per-block draws follow how the batch is split.
+    per_draw = SampledSoftmaxCE.TARGETS_PER_DRAW
+    SampledSoftmaxCE.TARGETS_PER_DRAW = 10_000
+    try:
+        for _ in range(epochs):
+            trainer.run_epoch()
+    finally:
+        SampledSoftmaxCE.TARGETS_PER_DRAW = per_draw
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

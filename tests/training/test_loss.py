@@ -44,7 +44,11 @@ def test_chunk_shrinks_on_large_catalogues_with_the_same_loss_and_gradients(
         torch.testing.assert_close(g, w)
 
 
-def test_sampled_softmax_is_the_logq_corrected_softmax_over_its_draws() -> None:
+@pytest.mark.parametrize("size", [64, 16])  # one block; three, the last part-filled
+def test_sampled_softmax_is_the_logq_corrected_softmax_over_its_draws(
+    size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SampledSoftmaxCE, "TARGETS_PER_DRAW", size)
     hidden, weights, targets = example()
     counts = np.arange(31) * 3
     counts[0] = 0
@@ -55,12 +59,13 @@ def test_sampled_softmax_is_the_logq_corrected_softmax_over_its_draws() -> None:
     q = torch.as_tensor(counts + 1.0).float()
     q[0] = 0
     q = q / q.sum()
-    drawn = torch.multinomial(q, 20, replacement=True)
+    blocks = -(-len(targets) // size)
+    drawn = torch.multinomial(q, blocks * 20, replacement=True).view(blocks, 20)
     assert drawn.ne(0).all()  # padding is never a negative
     want = 0.0
-    for h, y in zip(hidden, targets, strict=True):
+    for row, (h, y) in enumerate(zip(hidden, targets, strict=True)):
         logits = [h @ weights[y]]  # the target is not drawn: no correction
-        logits += [h @ weights[i] - math.log(20 * q[i]) for i in drawn if i != y]
+        logits += [h @ weights[i] - math.log(20 * q[i]) for i in drawn[row // size] if i != y]
         want += -F.log_softmax(torch.stack(logits), 0)[0]
     torch.testing.assert_close(got, want / len(targets))
 

@@ -121,22 +121,47 @@ def matmul_dtype(like: Tensor) -> torch.dtype:
 LOSSES: dict[str, LossFn] = {"ce": full_softmax_ce, "chunked_ce": chunked_softmax_ce}
 
 
+def _block_scores(
+    hidden: Tensor, weights: Tensor, targets: Tensor, sampled: Tensor, size: int
+) -> tuple[Tensor, Tensor]:
+    """Scores of each block of ``size`` consecutive targets against its own draw.
+
+    hidden (T, D), targets (T,), sampled (G, S) with G = ceil(T / size): one (G, S, D)
+    gather and one batched product. Returns (scores (G, size, S) in float32, real
+    (G, size, S): False where a negative is its row's target or the row is filler)."""
+    count, dim = hidden.shape
+    blocks = sampled.size(0)
+    pad = blocks * size - count
+    grouped = F.pad(hidden, (0, 0, 0, pad)).view(blocks, size, dim)  # (G, size, D)
+    rows = F.pad(targets, (0, pad)).view(blocks, size)  # (G, size), PAD = filler
+    scores = torch.bmm(grouped, weights[sampled].transpose(1, 2)).float()  # (G, size, S)
+    real = (sampled[:, None, :] != rows[:, :, None]) & (rows[:, :, None] != PAD)
+    return scores, real
+
+
 class SampledSoftmaxCE:
     """Softmax over the target and S negatives drawn from Q, with the logQ correction.
 
-    Negatives are shared by every target of the batch (one (S, D) gather, one (T, S)
-    product). The sum over the other items in the softmax's denominator is estimated by
-    importance sampling (Bengio & Senecal 2008): each drawn item j enters with its score
-    minus log(S * Q(j)), the log of its expected number of draws, so that popular items,
-    drawn more often, are not penalised more. The target is not corrected: it is in every
-    row's softmax with probability one, not drawn. (Correcting it too, as TensorFlow's
+    The sum over the other items in the softmax's denominator is estimated by importance
+    sampling (Bengio & Senecal 2008): each drawn item j enters with its score minus
+    log(S * Q(j)), the log of its expected number of draws, so that popular items, drawn
+    more often, are not penalised more. The target is not corrected: it is in every row's
+    softmax with probability one, not drawn. (Correcting it too, as TensorFlow's
     ``sampled_softmax_loss`` does for its "true classes", multiplies the negatives' share
-    of the denominator by S * Q(target): a rare target's loss then nearly vanishes, and on
-    ML-1M the model learnt 84% of exact CE's test NDCG@10; docs/scaling.md.) A negative
-    that equals a row's target is masked out. Q is the training frequency plus one, so
-    every item can be drawn; with ``uniform=True`` Q is uniform instead. With every item
-    drawn many times the loss tends to exact CE (tests/training/test_loss.py).
+    of the denominator by S * Q(target), so that a rare target's loss nearly vanishes.)
+    A negative that equals a row's target is masked out. Q is the training frequency plus
+    one, so every item can be drawn; with ``uniform=True`` Q is uniform instead. With
+    every item drawn many times the loss tends to exact CE (tests/training/test_loss.py).
+
+    Each block of ``TARGETS_PER_DRAW`` consecutive targets draws its own S negatives: a
+    step of T targets then pushes down T / 64 * S draws (12,800 for a (32, 200) batch and
+    S = 256, every item of ML-1M several times over) instead of S shared by the whole
+    batch, which left most of the item table without a gradient in a step; the gather is
+    (T / 64, S, D), the size of the (T, S) scores when D = 64. docs/scaling.md compares
+    the two on ML-1M.
     """
+
+    TARGETS_PER_DRAW = 64
 
     def __init__(self, item_counts: np.ndarray, negatives: int, uniform: bool = False) -> None:
         frequency = np.asarray(item_counts, dtype=np.float64)
@@ -150,11 +175,15 @@ class SampledSoftmaxCE:
         if self.probs.device != hidden.device:
             self.probs = self.probs.to(hidden.device)
             self.log_expected = self.log_expected.to(hidden.device)
-        sampled = torch.multinomial(self.probs, self.negatives, replacement=True)  # (S,)
-        positive = (hidden * weights[targets]).sum(-1)  # (T,) in every row: not corrected
-        negative = hidden @ weights[sampled].T - self.log_expected[sampled]  # (T, S)
-        negative = negative.masked_fill(sampled[None, :] == targets[:, None], -torch.inf)
-        logits = torch.cat([positive[:, None], negative], dim=1).float()  # (T, 1 + S)
+        count, size = hidden.size(0), self.TARGETS_PER_DRAW
+        blocks = -(-count // size)
+        sampled = torch.multinomial(self.probs, blocks * self.negatives, replacement=True)
+        sampled = sampled.view(blocks, self.negatives)  # (G, S)
+        negative, real = _block_scores(hidden, weights, targets, sampled, size)
+        negative = negative - self.log_expected[sampled][:, None, :]  # (G, size, S)
+        negative = negative.masked_fill(~real, -torch.inf).flatten(0, 1)[:count]  # (T, S)
+        positive = (hidden * weights[targets]).sum(-1).float()  # (T,) in every row as it is
+        logits = torch.cat([positive[:, None], negative], dim=1)  # (T, 1 + S)
         return F.cross_entropy(logits, torch.zeros_like(targets))
 
 
@@ -181,9 +210,8 @@ class GBCE:
     gSASRec draws negatives for every target. Here each block of ``TARGETS_PER_DRAW``
     consecutive targets (neighbouring positions of one sequence) shares a draw: one
     (blocks, S, D) gather and a batched product instead of a (T, S, D) gather. One draw
-    for the whole batch, as ``SampledSoftmaxCE`` uses, does not work for BCE: every
-    target then pushes away the same S items and the model learns to score everything
-    low.
+    for the whole batch does not work for BCE: every target then pushes away the same S
+    items and the model learns to score everything low.
     """
 
     TARGETS_PER_DRAW = 8
@@ -196,18 +224,13 @@ class GBCE:
         self.negatives = negatives
 
     def __call__(self, hidden: Tensor, weights: Tensor, targets: Tensor) -> Tensor:
-        count, dim = hidden.shape
-        size = self.TARGETS_PER_DRAW
-        blocks = -(-count // size)
-        pad = blocks * size - count
+        count = hidden.size(0)
+        blocks = -(-count // self.TARGETS_PER_DRAW)
         sampled = torch.randint(
             1, self.num_items + 1, (blocks, self.negatives), device=hidden.device
         )  # (G, S)
-        grouped = F.pad(hidden, (0, 0, 0, pad)).view(blocks, size, dim)  # (G, size, D)
-        rows = F.pad(targets, (0, pad)).view(blocks, size)  # (G, size), PAD = filler
-        negative = torch.bmm(grouped, weights[sampled].transpose(1, 2)).float()  # (G, size, S)
-        negative = negative + self.offset
-        real = (sampled[:, None, :] != rows[:, :, None]) & (rows[:, :, None] != PAD)
+        negative, real = _block_scores(hidden, weights, targets, sampled, self.TARGETS_PER_DRAW)
+        negative = negative + self.offset  # (G, size, S)
         positive = (hidden * weights[targets]).sum(-1).float() + self.offset  # (T,)
         # log sigma(s)^beta = beta * log sigma(s); log(1 - sigma(s)) = log sigma(-s)
         total = -self.beta * F.logsigmoid(positive).sum()
