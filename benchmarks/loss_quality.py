@@ -4,7 +4,9 @@
 
 Each argument is a finished run directory (``hymoerec train --out DIR``); the runs are
 grouped by the loss their ``config.yaml`` records (``train.loss``, and for the sampled
-losses ``train.negatives``, ``train.sampler`` or ``train.gbce_t``). Printed per run:
+losses ``train.negatives``, ``train.sampler`` or ``train.gbce_t``) and by the directory
+name less a trailing seed tag ``-sN``, so that runs of one loss made at different
+revisions of the code (``git checkout REV`` before training) stay apart. Printed per run:
 the validation NDCG@10 of every epoch, the best epoch, test NDCG@10 / HR@10 with the
 history kept (the run's ``final.json``) and excluded (re-scored by
 ``hymoerec.training.rescore.evaluate_run``), and mean seconds per epoch. Then per loss
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -50,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     groups: dict[str, list[dict]] = defaultdict(list)
     print(
-        "| loss | seed | valid NDCG@10 per epoch | best epoch | test NDCG@10 / HR@10 kept "
+        "| loss [runs] | seed | valid NDCG@10 per epoch | best epoch | test NDCG@10 / HR@10 kept "
         "| test NDCG@10 / HR@10 excluded | s/epoch |"
     )
     print("|---" * 7 + "|")
@@ -60,20 +63,20 @@ def main() -> None:
         row = summary(run, ())
         epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         curve = " ".join(f"{e['valid']['NDCG@10']:.4f}" for e in epochs)
-        name = label(run)
+        name = f"{label(run)} [{re.sub(r'-s[0-9]+$', '', run.name)}]"
         groups[name].append(row)
         print(
             f"| {name} | {row['seed']} | {curve} | {row['best_epoch']} "
             f"| {row['test_kept']:.4f} / {row['hr_kept']:.4f} "
             f"| {row['test_excluded']:.4f} / {row['hr_excluded']:.4f} | {row['epoch_s']:.0f} |"
         )
-    exact = groups.get("exact CE", [])
+    exact = [row for name, rows in groups.items() if name.startswith("exact CE") for row in rows]
     if not exact:
         return
     print()
-    print("| loss | seeds | test NDCG@10 kept | share | excluded | share | valid | share |")
+    print("| loss [runs] | seeds | test NDCG@10 kept | share | excluded | share | valid | share |")
     print("|---" * 8 + "|")
-    for name, rows in sorted(groups.items(), key=lambda item: item[0] != "exact CE"):
+    for name, rows in sorted(groups.items(), key=lambda item: not item[0].startswith("exact")):
         cells = []
         for key in ("test_kept", "test_excluded", "valid"):
             values = [r[key] for r in rows]
@@ -82,7 +85,7 @@ def main() -> None:
         print(f"| {name} | {len(rows)} | {' | '.join(cells)} |")
     print()
     for name, rows in groups.items():
-        if name == "exact CE":
+        if name.startswith("exact CE"):
             continue
         test = paired_test([r["record"] for r in rows], [r["record"] for r in exact])
         print(
