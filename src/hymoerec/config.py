@@ -104,7 +104,7 @@ class TrainConfig:
     eval_item_chunk: int = 65_536  # items ranked at once: bounds memory on big catalogues; 0 = all
     device: str = "auto"  # auto = cuda when available, else cpu
     loss: str = "chunked_ce"  # one of LOSS_NAMES above; docs/scaling.md compares them
-    negatives: int = 256  # sampled negatives: per batch (sampled_softmax), per 8 targets (gbce)
+    negatives: int = 256  # sampled negatives per 64 targets (sampled_softmax), per 8 (gbce)
     gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 = plain BCE (gSASRec uses 0.75)
     # where sampled_softmax draws its negatives: "popularity" (training frequency, logQ-
     # corrected) or "uniform" (every item alike); docs/scaling.md compares them

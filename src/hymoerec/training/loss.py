@@ -154,11 +154,11 @@ class SampledSoftmaxCE:
     every item drawn many times the loss tends to exact CE (tests/training/test_loss.py).
 
     Each block of ``TARGETS_PER_DRAW`` consecutive targets draws its own S negatives: a
-    step of T targets then pushes down T / 64 * S draws (12,800 for a (32, 200) batch and
-    S = 256, every item of ML-1M several times over) instead of S shared by the whole
+    step of T targets then pushes down T / 64 * S draws (25,600 for a (32, 200) batch and
+    S = 256: every item of ML-1M several times over) instead of S shared by the whole
     batch, which left most of the item table without a gradient in a step; the gather is
-    (T / 64, S, D), the size of the (T, S) scores when D = 64. docs/scaling.md compares
-    the two on ML-1M.
+    (T / 64, S, D), the size of the (T, S) scores when D = 64. On ML-1M that took the
+    loss from 83% to 94-99% of exact CE's test NDCG@10 at equal epochs (docs/scaling.md).
     """
 
     TARGETS_PER_DRAW = 64
