@@ -207,11 +207,13 @@ class GBCE:
     of ``benchmarks/loss_toy.py`` the shift alone takes gBCE from popularity to the exact
     answer, tied or untied (tests/training/test_loss.py).
 
-    gSASRec draws negatives for every target. Here each block of ``TARGETS_PER_DRAW``
+    gSASRec draws negatives for every target. Here each block of ``self.block``
     consecutive targets (neighbouring positions of one sequence) shares a draw: one
-    (blocks, S, D) gather and a batched product instead of a (T, S, D) gather. One draw
-    for the whole batch does not work for BCE: every target then pushes away the same S
-    items and the model learns to score everything low.
+    (blocks, S, D) gather and a batched product instead of a (T, S, D) gather. A block is
+    ``TARGETS_PER_DRAW`` = 8 targets up to S = 256 and grows with S beyond (32 at
+    S = 1024), so that a step gathers no more rows than at S = 256. One draw for the
+    whole batch does not work for BCE: every target then pushes away the same S items and
+    the model learns to score everything low.
     """
 
     TARGETS_PER_DRAW = 8
@@ -222,14 +224,15 @@ class GBCE:
         self.offset = -math.log(max(num_items, 1)) if prior_shift else 0.0  # 1 in N
         self.num_items = num_items
         self.negatives = negatives
+        self.block = self.TARGETS_PER_DRAW * -(-negatives // 256)  # targets per draw
 
     def __call__(self, hidden: Tensor, weights: Tensor, targets: Tensor) -> Tensor:
         count = hidden.size(0)
-        blocks = -(-count // self.TARGETS_PER_DRAW)
+        blocks = -(-count // self.block)
         sampled = torch.randint(
             1, self.num_items + 1, (blocks, self.negatives), device=hidden.device
         )  # (G, S)
-        negative, real = _block_scores(hidden, weights, targets, sampled, self.TARGETS_PER_DRAW)
+        negative, real = _block_scores(hidden, weights, targets, sampled, self.block)
         negative = negative + self.offset  # (G, size, S)
         positive = (hidden * weights[targets]).sum(-1).float() + self.offset  # (T,)
         # log sigma(s)^beta = beta * log sigma(s); log(1 - sigma(s)) = log sigma(-s)
