@@ -98,10 +98,12 @@ def test_uniform_sampler_ignores_popularity() -> None:
     assert not torch.allclose(
         SampledSoftmaxCE(skewed, negatives=50)(hidden, weights, targets), want
     )
-    config = TrainConfig(loss="sampled_softmax", sampler="uniform")
-    drawn = make_loss(config, skewed)
+    drawn = make_loss(TrainConfig(loss="sampled_softmax"), skewed)  # uniform by default
     assert isinstance(drawn, SampledSoftmaxCE)
     torch.testing.assert_close(drawn.probs, uniform.probs)
+    popular = make_loss(TrainConfig(loss="sampled_softmax", sampler="popularity"), skewed)
+    assert isinstance(popular, SampledSoftmaxCE)
+    assert popular.probs[30] > 100 * popular.probs[1]  # Q follows the counts
     with pytest.raises(ConfigError, match=r"train\.sampler='zipf'"):
         TrainConfig(sampler="zipf")
 
@@ -121,14 +123,15 @@ def test_gbce_matches_its_definition(t: float) -> None:
     blocks = -(-len(targets) // GBCE.TARGETS_PER_DRAW)
     drawn = torch.randint(1, 31, (blocks, 10))  # one draw per block of consecutive targets
     total = 0.0
-    for row, (h, y) in enumerate(zip(hidden, targets, strict=True)):
-        negatives = drawn[row // GBCE.TARGETS_PER_DRAW]
-        prior = -math.log(30)  # every score shifted by the prior logit, 1 in N
-        total += -math.log(torch.sigmoid(h @ weights[y] + prior) ** loss.beta)
-        total += sum(
-            -math.log(1 - torch.sigmoid(h @ weights[i] + prior)) for i in negatives if i != y
-        )
-    assert float(got) == pytest.approx(total / (len(targets) * 11), rel=1e-5)
+    prior = -math.log(30)  # every score shifted by the prior logit, 1 in N
+    with torch.no_grad():
+        for row, (h, y) in enumerate(zip(hidden, targets, strict=True)):
+            negatives = drawn[row // GBCE.TARGETS_PER_DRAW]
+            total += -math.log(torch.sigmoid(h @ weights[y] + prior) ** loss.beta)
+            total += sum(
+                -math.log(1 - torch.sigmoid(h @ weights[i] + prior)) for i in negatives if i != y
+            )
+    assert float(got.detach()) == pytest.approx(total / (len(targets) * 11), rel=1e-5)
 
 
 def test_make_loss_and_config_options() -> None:
@@ -161,7 +164,7 @@ def test_chunked_ce_under_bf16_autocast_is_the_float32_loss_up_to_bf16_rounding(
     got_grads = torch.autograd.grad(got, [hidden, weights])
     assert got.dtype == torch.float32
     # measured: loss within 8e-6 relative, gradients within 0.4% (relative norm)
-    assert float(got) == pytest.approx(float(want), rel=1e-4)
+    assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-4)
     for g_got, g_want in zip(got_grads, want_grads, strict=True):
         assert g_got.dtype == torch.float32
         error = float((g_got - g_want).norm() / g_want.norm())
@@ -173,7 +176,7 @@ def test_chunked_ce_survives_a_target_probability_that_underflows() -> None:
     weights = torch.tensor([[0.0, 0.0], [200.0, 0.0], [-200.0, 0.0]], requires_grad=True)
     targets = torch.tensor([2])  # logit -200 against 200: -log p = 400, p underflows
     got = losses.chunked_softmax_ce(hidden, weights, targets)
-    assert float(got) == pytest.approx(400.0)
+    assert float(got.detach()) == pytest.approx(400.0)
     torch.testing.assert_close(got, losses.full_softmax_ce(hidden, weights, targets))
 
 
