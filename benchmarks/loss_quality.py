@@ -27,9 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import yaml
-from precision_parity import mean_sd, summary
-
-from hymoerec.results.stats import paired_test
+from precision_parity import mean_sd, print_paired, summary
 
 EXACT = ("ce", "chunked_ce")
 
@@ -87,12 +85,7 @@ def main() -> None:
     for name, rows in groups.items():
         if name.startswith("exact CE"):
             continue
-        test = paired_test([r["record"] for r in rows], [r["record"] for r in exact])
-        print(
-            f"per user, test NDCG@10 kept, {name} - exact CE ({test.users} users): "
-            f"{test.mean_difference:+.4f} [{test.ci_low:+.4f}, {test.ci_high:+.4f}], "
-            f"Wilcoxon p = {test.wilcoxon_p:.2g}"
-        )
+        print_paired(f"{name} - exact CE", rows, exact)
 
 
 if __name__ == "__main__":

@@ -115,12 +115,18 @@ def main() -> None:
             (f"float32 seed {second['seed']} - seed {first['seed']}", [second], [first])
         )
     for label, a_runs, b_runs in comparisons:
-        test = paired_test([r["record"] for r in a_runs], [r["record"] for r in b_runs])
-        print(
-            f"per user, test NDCG@10 kept, {label} ({test.users} users): "
-            f"{test.mean_difference:+.4f} [{test.ci_low:+.4f}, {test.ci_high:+.4f}], "
-            f"Wilcoxon p = {test.wilcoxon_p:.2g}, higher for {test.better}, lower for {test.worse}"
-        )
+        print_paired(label, a_runs, b_runs)
+
+
+def print_paired(label: str, a_runs: list[dict], b_runs: list[dict]) -> None:
+    """Per-user test NDCG@10 (kept ranking) of ``a_runs`` minus ``b_runs``, seeds
+    averaged per user: mean difference, bootstrap interval, Wilcoxon p."""
+    test = paired_test([r["record"] for r in a_runs], [r["record"] for r in b_runs])
+    print(
+        f"per user, test NDCG@10 kept, {label} ({test.users} users): "
+        f"{test.mean_difference:+.4f} [{test.ci_low:+.4f}, {test.ci_high:+.4f}], "
+        f"Wilcoxon p = {test.wilcoxon_p:.2g}, higher for {test.better}, lower for {test.worse}"
+    )
 
 
 if __name__ == "__main__":
