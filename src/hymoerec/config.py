@@ -104,7 +104,8 @@ class TrainConfig:
     eval_item_chunk: int = 65_536  # items ranked at once: bounds memory on big catalogues; 0 = all
     device: str = "auto"  # auto = cuda when available, else cpu
     loss: str = "chunked_ce"  # one of LOSS_NAMES above; docs/scaling.md compares them
-    negatives: int = 256  # sampled negatives per 64 targets (sampled_softmax), per 8 (gbce)
+    # sampled negatives: drawn per 64 targets (sampled_softmax), per 8 x ceil(S / 256) (gbce)
+    negatives: int = 256
     gbce_t: float = 0.75  # gBCE calibration t in [0, 1]: 0 = plain BCE (gSASRec uses 0.75)
     # where sampled_softmax draws its negatives: "uniform" (every item alike, as gSASRec
     # draws) or "popularity" (training frequency, logQ-corrected); uniform learnt more on
