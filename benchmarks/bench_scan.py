@@ -1,6 +1,8 @@
 """Time selective-scan strategies (forward + backward) and the whole Mamba4Rec/HyMoERec step.
 
 Run: ``.venv/bin/python benchmarks/bench_scan.py [--batch 128] [--length 200]``.
+``--final`` times inference instead: the state at each row's last position, as a full
+ranking computes it (``scan.last_output``), against the copying version it replaced.
 Shapes default to MovieLens-1M training: d_model 64, expand 2 (d_inner 128), d_state 32.
 Each strategy is checked against the step-by-step recurrence on a small slice first; the
 compiled one compiles during that check, so its time excludes compilation.
@@ -195,6 +197,76 @@ def chunk_sizes(inputs: list[Tensor], sizes: list[int], repeats: int) -> None:
     at(default)
 
 
+def _copied_final_chunk(h: Tensor, delta: Tensor, du: Tensor, A: Tensor, B: Tensor) -> Tensor:
+    for t in range(delta.size(0)):
+        h = torch.exp(delta[t][:, :, None] * A) * h + du[t][:, :, None] * B[t][:, None, :]
+    return h
+
+
+_copied_kernel = torch.compile(_copied_final_chunk, fullgraph=True)
+
+
+def copied_last_output(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C_last: Tensor, last: Tensor
+) -> Tensor:
+    """The previous ``scan.last_output`` (revision 4b51036): u, B and C_last copied to
+    float32, delta masked, du formed, and the three made time-major, padded and contiguous
+    before compiled chunks of 8 steps read them."""
+    u, B, C_last = u.float(), B.float(), C_last.float()
+    end = int(last.max()) + 1
+    padded = -(-end // 8) * 8
+    keep = torch.arange(end)[None, :] <= last[:, None]
+    delta = delta[:, :end] * keep[..., None]
+    du, delta, B = (
+        F.pad(t.transpose(0, 1), (0, 0, 0, 0, 0, padded - end)).contiguous()
+        for t in (delta * u[:, :end], delta, B[:, :end])
+    )
+    h = u.new_zeros(u.size(0), u.size(2), A.size(1))
+    for s in range(0, padded, 8):
+        h = _copied_kernel(h, delta[s : s + 8], du[s : s + 8], A, B[s : s + 8])
+    return torch.bmm(h, C_last[:, :, None]).squeeze(-1)
+
+
+def final_state(batch: int, length: int, repeats: int) -> None:
+    """Inference at evaluation shapes: u, the step size before its bias and softplus, and
+    the projection holding B and C in bf16 (as under a bf16 autocast), every row's last
+    position within the batch's last 40 (users sorted by length); median seconds of the
+    two versions, alternating (the softplus is timed in both)."""
+    import statistics
+
+    g = torch.Generator().manual_seed(0)
+    u, delta, A, B, C = (t.detach() for t in scan_inputs(batch, length, 128, 32))
+    projection = torch.cat([torch.randn(batch, length, 4, generator=g), B, C], -1).bfloat16()
+    B16, C16 = projection[..., 4:36], projection[..., 36:]
+    last = torch.randint(max(length - 40, 0), length, (batch,), generator=g)
+    last[0] = length - 1
+    C_last, u16 = C16[torch.arange(batch), last], u.bfloat16()
+    # the step size as dt_proj gives it (bf16), before its float32 bias and softplus
+    bias = torch.rand(128, generator=g) - 4.0
+    raw = (torch.log(torch.expm1(delta)) - bias).bfloat16()
+    versions = {
+        "copied, time-major, chunks of 8 (before)": lambda: copied_last_output(
+            u16, F.softplus(raw.float() + bias), A, B16, C_last, last
+        ),
+        f"in place, chunks of {scan.FINAL_CHUNK} (library)": lambda: scan.last_output(
+            u16, raw, A, B16, C_last, last, delta_bias=bias
+        ),
+    }
+    outputs = [run() for run in versions.values()]  # compiles each once
+    error = float((outputs[0] - outputs[1]).abs().max())
+    times: dict[str, list[float]] = {name: [] for name in versions}
+    for _ in range(repeats):
+        for name, run in versions.items():
+            begin = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - begin)
+    first = statistics.median(next(iter(times.values())))
+    print(f"final state of {batch} rows x {length} steps, max |difference| {error:.1e}")
+    for name, seconds in times.items():
+        median = statistics.median(seconds)
+        print(f"  {name:44s} {median:6.3f} s  {first / median:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=128)
@@ -204,8 +276,12 @@ def main() -> None:
     parser.add_argument(
         "--chunks", help="only the compiled chunks, at these steps per kernel (e.g. 4,8,16)"
     )
+    parser.add_argument("--final", action="store_true", help="inference: the last state")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.final:
+        final_state(args.batch, args.length, args.repeats)
+        return
     inputs = scan_inputs(args.batch, args.length, 128, 32)
     if args.chunks:
         chunk_sizes(inputs, [int(c) for c in args.chunks.split(",")], args.repeats)

@@ -110,18 +110,29 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) ->
 
 @torch.no_grad()
 def last_state_scan(
-    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C_last: Tensor, last: Tensor
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C_last: Tensor,
+    last: Tensor,
+    delta_bias: Tensor | None = None,
 ) -> Tensor:
     """The scan's output at one position per row (inference only).
 
     The same recurrence as ``SelectiveScan``, but no output is formed at the other
     positions, no state is stored, and the loop stops at the latest position asked for.
     u, delta: (B, L, Di); A: (Di, N); B: (B, L, N); C_last: (B, N); last: (B,) positions.
-    Returns y at ``last``: (B, Di).
+    u, B and C_last may be bfloat16 (a bf16 autocast); the scan runs in float32. With
+    ``delta_bias`` (Di,), ``delta`` is taken before that bias and the softplus, which are
+    applied in float32 (as ``Mamba.step_size`` does). Returns y at ``last``: (B, Di),
+    float32.
     """
-    if scan.active(u.device):
-        return scan.last_output(u, delta, A, B, C_last, last)
-    return _last_state_loop(u, delta, A, B, C_last, last)
+    if scan.active(u.device):  # reads u, delta and B in place
+        return scan.last_output(u, delta, A, B, C_last, last, delta_bias=delta_bias)
+    if delta_bias is not None:
+        delta = F.softplus(delta.float() + delta_bias.float())
+    return _last_state_loop(u.float(), delta.float(), A, B.float(), C_last.float(), last)
 
 
 def _last_state_loop(
@@ -192,13 +203,15 @@ class Mamba(nn.Module):
         u = self.conv1d(u.transpose(1, 2))[..., :length]  # causal: left padding only
         u = F.silu(u).transpose(1, 2)  # (B, L, Di)
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = self.step_size(dt)  # (B, L, Di), float32
         A = -torch.exp(self.A_log.float())  # (Di, N)
         if last is not None:
             rows = torch.arange(x.size(0), device=x.device)
-            y = last_state_scan(u.float(), delta, A, B.float(), C[rows, last].float(), last)
+            projected = F.linear(dt, self.dt_proj.weight)  # step_size's bias and softplus:
+            bias = self.dt_proj.bias  # inside the scan, in float32
+            y = last_state_scan(u, projected, A, B, C[rows, last], last, delta_bias=bias)
             y = y.to(u.dtype)[:, None] + u[rows, last][:, None] * self.D  # (B, 1, Di)
             return self.out_proj(y * F.silu(z[rows, last][:, None]))  # (B, 1, D)
+        delta = self.step_size(dt)  # (B, L, Di), float32
         y = selective_scan(u.float(), delta, A, B.float(), C.float()).to(u.dtype)
         y = y + u * self.D  # (B, L, Di) skip connection
         return self.out_proj(y * F.silu(z))  # (B, L, D)

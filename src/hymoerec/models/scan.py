@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 CHUNK = 8  # time steps per fused kernel call: Inductor unrolls them
+FINAL_CHUNK = 16  # the same for inference, which keeps no state and has no backward
 
 
 def _decay(delta: Tensor, A: Tensor) -> Tensor:
@@ -88,10 +89,29 @@ def backward_chunk(
     return (grad_h, *ordered, grad_A)
 
 
-def final_chunk(h: Tensor, delta: Tensor, du: Tensor, A: Tensor, B: Tensor) -> Tensor:
-    """The state after ``len(delta)`` steps from h, time-major inputs (inference)."""
-    for t in range(delta.size(0)):
-        h = _decay(delta[t], A) * h + _inject(du[t], B[t])
+def final_chunk(
+    h: Tensor,
+    delta: Tensor,
+    u: Tensor,
+    keep: Tensor,
+    A: Tensor,
+    B: Tensor,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """The state after ``delta.size(1)`` steps from h (inference). Inputs are batch-major
+    (B, T, X) slices of the whole sequence, read in place (any strides; delta, u and B in
+    any float dtype). With ``bias`` (Di,), ``delta`` is the step size before that bias and
+    its softplus, both applied here in float32 (mamba_ssm's ``delta_bias``). ``keep``
+    (B, T) is 1 where a step counts and 0 where it must leave the state unchanged (after
+    a row's last position, or a step an earlier chunk took): a step of 0 has decay
+    exp(0) = 1 and injects nothing."""
+    for t in range(delta.size(1)):
+        step = delta[:, t].float()  # (B, Di)
+        if bias is not None:
+            step = F.softplus(step + bias)
+        step = step * keep[:, t, None]
+        inject = (step * u[:, t].float())[:, :, None] * B[:, t, None, :].float()
+        h = _decay(step, A) * h + inject
     return h
 
 
@@ -240,18 +260,33 @@ def last_output(
     C_last: Tensor,
     last: Tensor,
     compiled: bool = True,
+    delta_bias: Tensor | None = None,
 ) -> Tensor:
-    """y at position ``last`` of each row, (B, Di): delta and u are zeroed after ``last``,
-    which holds the state there to the end, so every row runs the same steps."""
+    """y at position ``last`` of each row, (B, Di). u (B, L, Di) and B (B, L, N) may be
+    bfloat16 and strided (a split of a projection): the kernel reads them in place and
+    computes in float32. With ``delta_bias`` (Di,), ``delta`` is the step size before that
+    bias and its softplus, which the kernel applies (one pass over delta fewer). Steps
+    after a row's ``last`` are masked (they hold the state), so every row runs the same
+    chunks of ``FINAL_CHUNK`` steps; when the length is not a multiple of it, the last
+    chunk ends at the last position and masks the steps the chunk before it took, so no
+    input is copied or padded."""
     end = int(last.max()) + 1
-    padded = -(-end // CHUNK) * CHUNK
-    keep = torch.arange(end, device=u.device)[None, :] <= last[:, None]  # (B, end)
-    delta = delta[:, :end] * keep[..., None]
-    du, delta, B = _time_major(padded, delta * u[:, :end], delta, B[:, :end])
+    if end < FINAL_CHUNK:  # too short for one whole chunk: pad (a tiny copy)
+        pad = FINAL_CHUNK - end
+        u, delta, B = (F.pad(x[:, :end], (0, 0, 0, pad)) for x in (u, delta, B))
+        end = FINAL_CHUNK
+    keep = (torch.arange(end, device=u.device)[None, :] <= last[:, None]).float()  # (B, end)
     step = _kernel("final", compiled)
-    h = u.new_zeros(u.size(0), u.size(2), A.size(1))
+    h = u.new_zeros(u.size(0), u.size(2), A.size(1), dtype=torch.float32)
+    whole = end // FINAL_CHUNK * FINAL_CHUNK
+    chunks = [(s, keep[:, s : s + FINAL_CHUNK]) for s in range(0, whole, FINAL_CHUNK)]
+    if whole < end:
+        tail = keep[:, end - FINAL_CHUNK :].clone()
+        tail[:, : whole - (end - FINAL_CHUNK)] = 0.0  # taken by the chunk before
+        chunks.append((end - FINAL_CHUNK, tail))
+    bias = None if delta_bias is None else delta_bias.float()
     with torch.autocast(u.device.type, enabled=False):
-        for s in range(0, padded, CHUNK):
-            chunk = slice(s, s + CHUNK)
-            h = step(h, delta[chunk], du[chunk], A, B[chunk])
-    return torch.bmm(h, C_last[:, :, None]).squeeze(-1)
+        for s, mask in chunks:
+            chunk = slice(s, s + FINAL_CHUNK)
+            h = step(h, delta[:, chunk], u[:, chunk], mask, A, B[:, chunk], bias)
+    return torch.bmm(h, C_last[:, :, None].float()).squeeze(-1)
