@@ -199,18 +199,22 @@ class Mamba(nn.Module):
         """(B, L, d_model) -> (B, L, d_model); with ``last`` ((B,) positions), only the
         output at those positions: (B, 1, d_model), computed by ``last_state_scan``."""
         length = x.size(1)
-        u, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, Di) each
+        if last is None:
+            u, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, Di) each
+        else:  # the gate z is needed at the last positions only
+            w_u, w_z = self.in_proj.weight.chunk(2, dim=0)
+            rows = torch.arange(x.size(0), device=x.device)
+            u, z = F.linear(x, w_u), F.linear(x[rows, last][:, None], w_z)  # z: (B, 1, Di)
         u = self.conv1d(u.transpose(1, 2))[..., :length]  # causal: left padding only
         u = F.silu(u).transpose(1, 2)  # (B, L, Di)
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         A = -torch.exp(self.A_log.float())  # (Di, N)
         if last is not None:
-            rows = torch.arange(x.size(0), device=x.device)
             projected = F.linear(dt, self.dt_proj.weight)  # step_size's bias and softplus:
             bias = self.dt_proj.bias  # inside the scan, in float32
             y = last_state_scan(u, projected, A, B, C[rows, last], last, delta_bias=bias)
             y = y.to(u.dtype)[:, None] + u[rows, last][:, None] * self.D  # (B, 1, Di)
-            return self.out_proj(y * F.silu(z[rows, last][:, None]))  # (B, 1, D)
+            return self.out_proj(y * F.silu(z))  # (B, 1, D)
         delta = self.step_size(dt)  # (B, L, Di), float32
         y = selective_scan(u.float(), delta, A, B.float(), C.float()).to(u.dtype)
         y = y + u * self.D  # (B, L, Di) skip connection
