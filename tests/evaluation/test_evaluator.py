@@ -5,7 +5,7 @@ import torch
 from hymoerec.data.interactions import Interactions
 from hymoerec.data.protocol import ProtocolConfig, SequenceData, apply_protocol
 from hymoerec.evaluation.baselines import MostPopular, Transition
-from hymoerec.evaluation.evaluator import FactorScorer, evaluate
+from hymoerec.evaluation.evaluator import FactorScorer, evaluate, evaluate_rankings
 
 
 def tiny() -> SequenceData:
@@ -152,3 +152,41 @@ def test_ranking_over_item_chunks_equals_the_full_score_matrix(
         assert (full.ties > 0).any()
         assert np.array_equal(full.higher, chunked.higher)
         assert np.array_equal(full.ties, chunked.ties)
+
+
+@pytest.mark.parametrize("chunk", [0, 4])
+def test_several_rankings_from_one_pass_equal_one_evaluation_each(chunk: int) -> None:
+    """Kept and excluded history from one model pass per batch: the ranks of two separate
+    evaluations, for a factor scorer (whole or chunked items) and a plain one."""
+    rng = np.random.default_rng(1)
+    users, items, times = [], [], []
+    for user in range(30):
+        length = int(rng.integers(3, 10))
+        users += [f"u{user}"] * length
+        items += rng.integers(1, 12, length).astype(str).tolist()
+        times += list(range(length))
+    log = Interactions(np.array(users), np.array(items), np.array(times))
+    data = apply_protocol(log, ProtocolConfig(user_core=3, item_core=1))
+    table = torch.from_numpy(rng.integers(-2, 3, (data.num_items + 1, 3))).float()
+    calls = []
+
+    def hidden(histories: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        calls.append(len(histories))
+        return table[histories].sum(1)  # (B, 3)
+
+    factor = FactorScorer(hidden, table)
+    for scorer in (factor, MostPopular(data)):
+        separate = [
+            evaluate(scorer, data, "test", 5, 8, exclude, item_chunk=chunk)
+            for exclude in (False, True)
+        ]
+        calls.clear()
+        both = evaluate_rankings(scorer, data, "test", 5, 8, (False, True), item_chunk=chunk)
+        if scorer is factor:
+            assert calls == [8, 8, 8, 6]  # one pass per batch of users for both rankings
+        assert not np.array_equal(separate[0].higher, separate[1].higher)
+        for one, many in zip(separate, both, strict=True):
+            assert np.array_equal(one.higher, many.higher)
+            assert np.array_equal(one.ties, many.ties)
+    with pytest.raises(ValueError, match="at least one ranking"):
+        evaluate_rankings(factor, data, "test", 5, 8, ())

@@ -9,7 +9,7 @@ The ranks are the same; peak memory is (B x chunk).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +38,6 @@ class FactorScorer:
         return self.hidden(histories, lengths) @ self.weights.T  # (B, N + 1)
 
 
-@torch.no_grad()
 def evaluate(
     scorer: Scorer,
     data: SequenceData,
@@ -61,8 +60,42 @@ def evaluate(
     penalty of ``hymoerec.evaluation.seen``: every item of the user's full history, the
     target included when it is there, is ranked by its score minus p (inf: last).
     """
+    (result,) = evaluate_rankings(
+        scorer,
+        data,
+        split,
+        max_len,
+        batch_size,
+        (exclude_history,),
+        device,
+        progress,
+        item_chunk,
+        seen_penalty,
+    )
+    return result
+
+
+@torch.no_grad()
+def evaluate_rankings(
+    scorer: Scorer,
+    data: SequenceData,
+    split: str,
+    max_len: int,
+    batch_size: int = 1024,
+    exclude_history: Sequence[bool] = (False, True),
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    item_chunk: int = 0,
+    seen_penalty: float = 0.0,
+) -> list[RankingResult]:
+    """``evaluate`` under several rankings at once, one per ``exclude_history`` flag (by
+    default history kept, then excluded), in that order. The scorer runs once per batch
+    of users and every ranking reads its scores, so two rankings cost about one model pass
+    instead of two."""
     if split not in ("valid", "test"):
         raise ValueError(f"evaluation split must be 'valid' or 'test', got {split!r}")
+    if not exclude_history:
+        raise ValueError("evaluate_rankings needs at least one ranking")
     part = data.split(split)
     assert part.targets is not None
     users = np.arange(data.num_users)
@@ -70,8 +103,10 @@ def evaluate(
     # history, so short histories do not pay for long ones; results return in user order.
     lengths = np.minimum(part.ends - part.starts, max_len)
     order = np.argsort(lengths, kind="stable")
-    higher = torch.empty(data.num_users, dtype=torch.int64)
-    ties = torch.empty(data.num_users, dtype=torch.int64)
+    higher = torch.empty(len(exclude_history), data.num_users, dtype=torch.int64)
+    ties = torch.empty_like(higher)
+    factor = scorer if isinstance(scorer, FactorScorer) else None
+    needs_history = seen_penalty != 0 or any(exclude_history)
     batches = range(0, data.num_users, batch_size)
     for start in tqdm(batches, desc=f"rank {split}", unit="batch", disable=not progress):
         batch = order[start : start + batch_size]
@@ -83,30 +118,44 @@ def evaluate(
         histories = torch.from_numpy(windows).to(device)
         history_lengths = torch.from_numpy(window_lengths).to(device)
         full = None
-        if exclude_history or seen_penalty:
+        if needs_history:
             full_length = int((part.ends[batch] - part.starts[batch]).max())
             padded, _ = right_padded(part.items, part.starts[batch], part.ends[batch], full_length)
             full = torch.from_numpy(padded).to(device)  # (B, M) the whole history
-        excluded = full if exclude_history else None
-        if isinstance(scorer, FactorScorer) and 0 < item_chunk < scorer.weights.size(0):
-            hidden = scorer.hidden(histories, history_lengths)  # (B, D)
-            above, tied = chunked_target_ranks(
-                hidden, scorer.weights, targets, excluded, item_chunk, full, seen_penalty
-            )
+        if factor is not None:
+            hidden = factor.hidden(histories, history_lengths)  # (B, D), once for all rankings
+            chunked = 0 < item_chunk < factor.weights.size(0)
         else:
-            scores = scorer(histories, history_lengths).float()  # (B, N + 1)
-            scores[:, PAD] = -torch.inf
-            if seen_penalty and full is not None:
-                scores = penalise(scores, seen_mask(full, scores.size(1)), seen_penalty)
-            if excluded is not None:
-                target_score = scores.gather(1, targets[:, None])
-                scores.scatter_(1, excluded, -torch.inf)
-                scores.scatter_(1, targets[:, None], target_score)
-            above, tied = target_ranks(scores, targets)
+            scores_once = scorer(histories, history_lengths)
+            chunked = False
         index = torch.from_numpy(batch)
-        higher[index] = above.cpu()
-        ties[index] = tied.cpu()
-    return RankingResult.from_tensors(users, higher, ties)
+        for ranking, exclude in enumerate(exclude_history):
+            excluded = full if exclude else None
+            if chunked and factor is not None:
+                above, tied = chunked_target_ranks(
+                    hidden, factor.weights, targets, excluded, item_chunk, full, seen_penalty
+                )
+            else:
+                if factor is not None:
+                    scores = (hidden @ factor.weights.T).float()  # (B, N + 1)
+                else:
+                    scores = scores_once.float()
+                    if scores is scores_once and ranking < len(exclude_history) - 1:
+                        scores = scores.clone()  # the next ranking needs them unchanged
+                scores[:, PAD] = -torch.inf
+                if seen_penalty and full is not None:
+                    scores = penalise(scores, seen_mask(full, scores.size(1)), seen_penalty)
+                if excluded is not None:
+                    target_score = scores.gather(1, targets[:, None])
+                    scores.scatter_(1, excluded, -torch.inf)
+                    scores.scatter_(1, targets[:, None], target_score)
+                above, tied = target_ranks(scores, targets)
+            higher[ranking, index] = above.cpu()
+            ties[ranking, index] = tied.cpu()
+    return [
+        RankingResult.from_tensors(users, higher[ranking], ties[ranking])
+        for ranking in range(len(exclude_history))
+    ]
 
 
 def chunked_target_ranks(

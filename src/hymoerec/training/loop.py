@@ -31,7 +31,7 @@ from hymoerec.config import TrainConfig
 from hymoerec.data.batches import right_padded
 from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
-from hymoerec.evaluation.evaluator import FactorScorer, evaluate
+from hymoerec.evaluation.evaluator import FactorScorer, evaluate, evaluate_rankings
 from hymoerec.evaluation.metrics import RankingResult
 from hymoerec.models import scan
 from hymoerec.models.base import SequentialModel
@@ -123,6 +123,30 @@ def validate(
             seen_penalty=seen_penalty,
         )
     return result
+
+
+def validate_rankings(
+    model: SequentialModel,
+    data: SequenceData,
+    split: str,
+    max_len: int,
+    config: TrainConfig,
+    device: torch.device,
+    exclude_history: tuple[bool, ...] = (False, True),
+) -> list[RankingResult]:
+    """``validate`` under several rankings from one model pass per batch of users."""
+    model.eval()
+    with numerics(config, device):
+        return evaluate_rankings(
+            FactorScorer(model.next_item_hidden, model.item_weights()),
+            data,
+            split,
+            max_len,
+            config.eval_batch_size,
+            exclude_history=exclude_history,
+            device=device,
+            item_chunk=config.eval_item_chunk,
+        )
 
 
 def train_step(
@@ -308,12 +332,12 @@ def fit(
             if broadcast_flag(False, world):
                 break
             continue
-        valid = validate(model, data, "valid", max_len, config, device).summary()
-        excluded = {}
-        if config.valid_history_excluded:
-            excluded = validate(
-                model, data, "valid", max_len, config, device, exclude_history=True
-            ).summary()
+        rankings = (False, True) if config.valid_history_excluded else (False,)
+        valid, *rest = (
+            result.summary()
+            for result in validate_rankings(model, data, "valid", max_len, config, device, rankings)
+        )
+        excluded = rest[0] if rest else {}
         scale = fusion_scale(model, trainer.step)
         record = EpochRecord(
             epoch=epoch,
@@ -391,7 +415,8 @@ def _router_summary(
     users = np.arange(min(sample, data.num_users))
     items, _ = right_padded(part.items, part.starts[users], part.ends[users], max_len)
     tokens = torch.from_numpy(items).to(device)
-    output = model(tokens, alpha_scale=scale)
+    with torch.no_grad():
+        output = model(tokens, alpha_scale=scale)
     real = tokens != PAD
     shares = []
     for layer in output.router:
