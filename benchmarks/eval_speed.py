@@ -20,7 +20,7 @@ from train_speed import build
 
 
 def time_model(name: str, args: argparse.Namespace) -> None:
-    from hymoerec.training.loop import validate, validate_rankings
+    from hymoerec.training.validation import validate, validate_rankings
 
     trainer, data, config, max_len = build(
         name, args.dataset, args.data_dir, args.set, args.bf16 == "true"

@@ -281,7 +281,7 @@ def worker_eval(directory: Path, users: int, threads: int) -> dict:
     import torch
 
     from hymoerec.data.protocol import SequenceData
-    from hymoerec.training.loop import validate
+    from hymoerec.training.validation import validate
 
     data, config, model = build(directory, "chunked_ce", threads)
     sample = min(users, data.num_users)

@@ -28,8 +28,8 @@ REGIONS = ("forward", "loss", "backward", "optimizer")
 def profiled_step(trainer, batch) -> None:
     """``Trainer.train_batch`` with each region labelled."""
     from hymoerec.data.interactions import PAD
-    from hymoerec.training.loop import numerics
     from hymoerec.training.schedule import fusion_scale
+    from hymoerec.training.validation import numerics
 
     config, device, model = trainer.config, trainer.device, trainer.model
     model.train()
@@ -66,7 +66,7 @@ def main() -> None:
     if args.dropout:
         dropout_speed()
         return
-    from hymoerec.training.loop import validate
+    from hymoerec.training.validation import validate
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     extra = sides(args.set, args.fast)

@@ -82,7 +82,7 @@ def measure(
     fast: list[str],
 ) -> dict:
     """Both precisions through one epoch (or its first ``fraction``), batch by batch."""
-    from hymoerec.training.loop import validate
+    from hymoerec.training.validation import validate
 
     extra = sides(overrides, fast)
     runs = {
@@ -175,7 +175,7 @@ def peak_memory(
     model_name: str, dataset: str, data_dir: str, overrides: list[str], bf16: bool, steps: int
 ) -> dict:
     """Max RSS of this process after ``steps`` steps on the longest batches and one evaluation."""
-    from hymoerec.training.loop import validate
+    from hymoerec.training.validation import validate
 
     trainer, data, config, max_len = build(model_name, dataset, data_dir, overrides, bf16)
     batches = list(trainer.sampler.epoch(trainer.rng))

@@ -16,7 +16,7 @@ import yaml
 from hymoerec.config import ConfigError
 from hymoerec.models import build_model
 from hymoerec.training.checkpoint import CHECKPOINT, load_checkpoint
-from hymoerec.training.loop import EpochRecord, fit, seed_everything, validate
+from hymoerec.training.loop import EpochRecord, fit, seed_everything
 from hymoerec.training.run import (
     _defaults,
     _partial,
@@ -26,6 +26,7 @@ from hymoerec.training.run import (
     partial_dir,
     train,
 )
+from hymoerec.training.validation import validate
 from tests.training.test_run import TINY, tiny_config
 
 

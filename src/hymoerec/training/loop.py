@@ -12,8 +12,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -31,9 +30,6 @@ from hymoerec.config import TrainConfig
 from hymoerec.data.batches import right_padded
 from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
-from hymoerec.evaluation.evaluator import FactorScorer, evaluate, evaluate_rankings
-from hymoerec.evaluation.metrics import RankingResult
-from hymoerec.models import scan
 from hymoerec.models.base import SequentialModel
 from hymoerec.training.batches import BatchSampler, TrainBatch
 from hymoerec.training.checkpoint import (
@@ -45,6 +41,7 @@ from hymoerec.training.checkpoint import (
 from hymoerec.training.distributed import World, broadcast_flag, init_process_group
 from hymoerec.training.loss import LossFn, make_loss, train_item_counts
 from hymoerec.training.schedule import fusion_scale, lr_factor
+from hymoerec.training.validation import numerics, validate_rankings
 
 SELECTION_METRIC = "NDCG@10"
 log = logging.getLogger(__name__)
@@ -84,69 +81,6 @@ class FitResult:
     history: list[EpochRecord]
     train_seconds: float
     stopped: str  # why training ended
-
-
-@contextmanager
-def numerics(config: TrainConfig, device: torch.device) -> Iterator[None]:
-    """How a forward pass computes: under a bf16 autocast when ``train.bf16``, with the
-    compiled scan when ``train.compile_scan``. Training and validation both run in it."""
-    with (
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)),
-        scan.use(config.compile_scan),
-    ):
-        yield
-
-
-def validate(
-    model: SequentialModel,
-    data: SequenceData,
-    split: str,
-    max_len: int,
-    config: TrainConfig,
-    device: torch.device,
-    progress: bool = False,
-    exclude_history: bool = False,
-    seen_penalty: float = 0.0,
-) -> RankingResult:
-    model.eval()
-    with numerics(config, device):
-        result = evaluate(
-            FactorScorer(model.next_item_hidden, model.item_weights()),
-            data,
-            split,
-            max_len,
-            config.eval_batch_size,
-            exclude_history=exclude_history,
-            device=device,
-            progress=progress,
-            item_chunk=config.eval_item_chunk,
-            seen_penalty=seen_penalty,
-        )
-    return result
-
-
-def validate_rankings(
-    model: SequentialModel,
-    data: SequenceData,
-    split: str,
-    max_len: int,
-    config: TrainConfig,
-    device: torch.device,
-    exclude_history: tuple[bool, ...] = (False, True),
-) -> list[RankingResult]:
-    """``validate`` under several rankings from one model pass per batch of users."""
-    model.eval()
-    with numerics(config, device):
-        return evaluate_rankings(
-            FactorScorer(model.next_item_hidden, model.item_weights()),
-            data,
-            split,
-            max_len,
-            config.eval_batch_size,
-            exclude_history=exclude_history,
-            device=device,
-            item_chunk=config.eval_item_chunk,
-        )
 
 
 def train_step(
@@ -415,8 +349,7 @@ def _router_summary(
     users = np.arange(min(sample, data.num_users))
     items, _ = right_padded(part.items, part.starts[users], part.ends[users], max_len)
     tokens = torch.from_numpy(items).to(device)
-    with torch.no_grad():
-        output = model(tokens, alpha_scale=scale)
+    output = model(tokens, alpha_scale=scale)
     real = tokens != PAD
     shares = []
     for layer in output.router:

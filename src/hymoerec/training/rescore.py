@@ -18,7 +18,8 @@ from hymoerec.evaluation.metrics import DEFAULT_METRICS
 from hymoerec.models import build_model
 from hymoerec.models.base import SequentialModel
 from hymoerec.rundir import check_run_dir, load_weights, read_config, read_dataset
-from hymoerec.training.loop import resolve_device, validate
+from hymoerec.training.loop import resolve_device
+from hymoerec.training.validation import validate
 
 
 def run_penalty(run_dir: Path) -> float:

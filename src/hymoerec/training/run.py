@@ -75,13 +75,13 @@ from hymoerec.training.loop import (
     fit,
     resolve_device,
     seed_everything,
-    validate,
 )
 
 # finished runs read back, re-exported: hymoerec.training.run is their public home
 from hymoerec.training.rescore import evaluate_run as evaluate_run
 from hymoerec.training.rescore import load_run as load_run
 from hymoerec.training.rescore import run_penalty as run_penalty
+from hymoerec.training.validation import validate
 
 TEST_RANKS = "test_ranks.npy"
 log = logging.getLogger(__name__)
