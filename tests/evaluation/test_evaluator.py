@@ -125,20 +125,25 @@ def test_bad_split_is_rejected() -> None:
         evaluate(MostPopular(tiny()), tiny(), "train", max_len=5)
 
 
+def random_data(rng: np.random.Generator, users: int, longest: int, items: int) -> SequenceData:
+    """``users`` histories of 3 to ``longest`` items drawn from ``items``, repeats allowed."""
+    user_col, item_col, times = [], [], []
+    for user in range(users):
+        length = int(rng.integers(3, longest + 1))
+        user_col += [f"u{user}"] * length
+        item_col += rng.integers(1, items + 1, length).astype(str).tolist()
+        times += list(range(length))
+    log = Interactions(np.array(user_col), np.array(item_col), np.array(times))
+    return apply_protocol(log, ProtocolConfig(user_core=3, item_core=1))
+
+
 @pytest.mark.parametrize("exclude_history", [False, True])
 @pytest.mark.parametrize("chunk", [1, 4, 7])
 def test_ranking_over_item_chunks_equals_the_full_score_matrix(
     exclude_history: bool, chunk: int
 ) -> None:
     rng = np.random.default_rng(0)
-    users, items, times = [], [], []
-    for user in range(40):
-        length = int(rng.integers(3, 12))
-        users += [f"u{user}"] * length
-        items += rng.integers(1, 16, length).astype(str).tolist()
-        times += list(range(length))
-    log = Interactions(np.array(users), np.array(items), np.array(times))
-    data = apply_protocol(log, ProtocolConfig(user_core=3, item_core=1))
+    data = random_data(rng, users=40, longest=11, items=15)
     # small integer vectors: exact dot products, so many items tie with the target
     table = torch.from_numpy(rng.integers(-2, 3, (data.num_items + 1, 3))).float()
 
@@ -159,14 +164,7 @@ def test_several_rankings_from_one_pass_equal_one_evaluation_each(chunk: int) ->
     """Kept and excluded history from one model pass per batch: the ranks of two separate
     evaluations, for a factor scorer (whole or chunked items) and a plain one."""
     rng = np.random.default_rng(1)
-    users, items, times = [], [], []
-    for user in range(30):
-        length = int(rng.integers(3, 10))
-        users += [f"u{user}"] * length
-        items += rng.integers(1, 12, length).astype(str).tolist()
-        times += list(range(length))
-    log = Interactions(np.array(users), np.array(items), np.array(times))
-    data = apply_protocol(log, ProtocolConfig(user_core=3, item_core=1))
+    data = random_data(rng, users=30, longest=9, items=11)
     table = torch.from_numpy(rng.integers(-2, 3, (data.num_items + 1, 3))).float()
     calls = []
 
