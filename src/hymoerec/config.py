@@ -114,8 +114,8 @@ class TrainConfig:
     # bfloat16 autocast of the forward pass and of the loss's item-table products; null =
     # auto: on where the hardware runs bf16 natively (CPU avx512_bf16 / amx_bf16, a GPU
     # with bf16), decided at run time and written into the run's config.yaml. Off by
-    # default: over the whole ML-1M recipe bf16 trails float32 by 2-4% of test NDCG@10
-    # with the history kept and reaches validation NDCG@10 0.12 no sooner
+    # default: over the whole ML-1M recipe (two seeds) bf16 trails float32 by 3.7% of test
+    # NDCG@10 with the history kept and reaches validation NDCG@10 0.12 later or never
     # (docs/training.md "bfloat16")
     bf16: bool | None = False
     # CPU: run the Mamba selective scan as torch.compile-fused chunks (hymoerec.models.scan);
