@@ -122,12 +122,13 @@ def evaluate_rankings(
             full_length = int((part.ends[batch] - part.starts[batch]).max())
             padded, _ = right_padded(part.items, part.starts[batch], part.ends[batch], full_length)
             full = torch.from_numpy(padded).to(device)  # (B, M) the whole history
+        chunked = factor is not None and 0 < item_chunk < factor.weights.size(0)
         if factor is not None:
             hidden = factor.hidden(histories, history_lengths)  # (B, D), once for all rankings
-            chunked = 0 < item_chunk < factor.weights.size(0)
-        else:
-            scores_once = scorer(histories, history_lengths)
-            chunked = False
+        if not chunked:  # the score matrix, once for all rankings
+            scores_once = (
+                hidden @ factor.weights.T if factor else scorer(histories, history_lengths)
+            )
         index = torch.from_numpy(batch)
         for ranking, exclude in enumerate(exclude_history):
             excluded = full if exclude else None
@@ -136,12 +137,9 @@ def evaluate_rankings(
                     hidden, factor.weights, targets, excluded, item_chunk, full, seen_penalty
                 )
             else:
-                if factor is not None:
-                    scores = (hidden @ factor.weights.T).float()  # (B, N + 1)
-                else:
-                    scores = scores_once.float()
-                    if scores is scores_once and ranking < len(exclude_history) - 1:
-                        scores = scores.clone()  # the next ranking needs them unchanged
+                scores = scores_once.float()  # (B, N + 1)
+                if scores is scores_once and ranking < len(exclude_history) - 1:
+                    scores = scores.clone()  # the next ranking needs them unchanged
                 scores[:, PAD] = -torch.inf
                 if seen_penalty and full is not None:
                     scores = penalise(scores, seen_mask(full, scores.size(1)), seen_penalty)
