@@ -1,6 +1,8 @@
 """Time selective-scan strategies (forward + backward) and the whole Mamba4Rec/HyMoERec step.
 
 Run: ``.venv/bin/python benchmarks/bench_scan.py [--batch 128] [--length 200]``.
+``--native`` times the training scan's C kernel (``scan_kernel.native_scan``, what
+``train.compile_scan`` runs) against the compiled chunks it replaced, alternating.
 ``--final`` times inference instead: the state at each row's last position, as a full
 ranking computes it (``scan.last_output``), against the copying version it replaced.
 Shapes default to MovieLens-1M training: d_model 64, expand 2 (d_inner 128), d_state 32.
@@ -21,6 +23,7 @@ from torch import Tensor
 
 from hymoerec.models import SequentialModel, build_model, scan
 from hymoerec.models.mamba import SelectiveScan
+from hymoerec.models.scan_kernel import native_scan
 
 Scan = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
@@ -118,7 +121,8 @@ def compiled_chunks(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -
 
 STRATEGIES: dict[str, Scan] = {
     "custom per-step Function (library)": SelectiveScan.apply,
-    "compiled chunks (library, compile_scan)": compiled_chunks,
+    "compiled chunks (library, native_scan=false)": compiled_chunks,
+    "C kernel (library, compile_scan)": native_scan,
     "autograd loop": autograd_loop,
     "chunked log-space (T=16)": chunked_log_space,
     "chunked recompute Function (T=8)": ChunkedRecompute.apply,
@@ -195,6 +199,26 @@ def chunk_sizes(inputs: list[Tensor], sizes: list[int], repeats: int) -> None:
         median = statistics.median(times[size])
         print(f"compiled chunks of {size:3d} steps: fwd+bwd {median:6.3f} s  {first / median:.2f}x")
     at(default)
+
+
+def native_against_chunks(inputs: list[Tensor], repeats: int) -> None:
+    """Forward + backward of the C kernel and of the compiled chunks, alternating
+    ``repeats`` rounds after a checked warm-up each; median seconds and the ratio."""
+    import statistics
+
+    versions = {"compiled chunks (before)": compiled_chunks, "C kernel (library)": native_scan}
+    for name, version in versions.items():
+        print(f"{name:26s} max |err| {max_error(version, inputs):.1e}")
+    times: dict[str, list[float]] = {name: [] for name in versions}
+    for _ in range(repeats):
+        for name, version in versions.items():
+            begin = time.perf_counter()
+            version(*inputs).sum().backward()
+            times[name].append(time.perf_counter() - begin)
+    first = statistics.median(times["compiled chunks (before)"])
+    for name, seconds in times.items():
+        median = statistics.median(seconds)
+        print(f"  {name:26s} fwd+bwd {median:6.4f} s  {first / median:.2f}x")
 
 
 def _copied_final_chunk(h: Tensor, delta: Tensor, du: Tensor, A: Tensor, B: Tensor) -> Tensor:
@@ -277,12 +301,16 @@ def main() -> None:
         "--chunks", help="only the compiled chunks, at these steps per kernel (e.g. 4,8,16)"
     )
     parser.add_argument("--final", action="store_true", help="inference: the last state")
+    parser.add_argument("--native", action="store_true", help="C kernel against the chunks")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.final:
         final_state(args.batch, args.length, args.repeats)
         return
     inputs = scan_inputs(args.batch, args.length, 128, 32)
+    if args.native:
+        native_against_chunks(inputs, args.repeats)
+        return
     if args.chunks:
         chunk_sizes(inputs, [int(c) for c in args.chunks.split(",")], args.repeats)
         return

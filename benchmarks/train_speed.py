@@ -5,6 +5,8 @@ float32 and bfloat16 side by side.
     python benchmarks/train_speed.py --models hymoerec --fraction 0.25  # a quarter epoch
     python benchmarks/train_speed.py --models hymoerec --set bucket=0 --set loss=ce  # ablate
     python benchmarks/train_speed.py --models hymoerec --fast compile_scan=true  # bf16 + more
+    python benchmarks/train_speed.py --models hymoerec --precision float32 \
+        --set native_scan=false --fast native_scan=true  # one change, one precision
     OMP_NUM_THREADS=1 python benchmarks/train_speed.py --loss-only 6000,3416,64  # the loss alone
 
 Training settings come from configs/DATASET-MODEL.yaml when it exists (else TrainConfig's
@@ -43,9 +45,20 @@ import yaml
 PRECISIONS = {"float32": False, "bf16": True}
 
 
-def sides(overrides: list[str], fast: list[str]) -> dict[str, list[str]]:
-    """The overrides of each side: float32, and bf16 with the ``fast`` extras."""
-    return {name: overrides + (fast if bf16 else []) for name, bf16 in PRECISIONS.items()}
+def side_precisions(precision: str | None = None) -> dict[str, bool]:
+    """Each side's name and whether it runs bf16: float32 against bf16, or with
+    ``precision`` that one precision on both sides, the second with ``--fast``."""
+    if precision is None:
+        return dict(PRECISIONS)
+    return {precision: PRECISIONS[precision], f"{precision}+fast": PRECISIONS[precision]}
+
+
+def sides(
+    overrides: list[str], fast: list[str], precision: str | None = None
+) -> dict[str, list[str]]:
+    """The overrides of each side: both get ``overrides``, the second also ``fast``."""
+    names = list(side_precisions(precision))
+    return {name: overrides + (fast if name == names[1] else []) for name in names}
 
 
 def build(model_name: str, dataset: str, data_dir: str, overrides: list[str], bf16: bool):
@@ -80,20 +93,22 @@ def measure(
     fraction: float,
     repeats: int,
     fast: list[str],
+    precision: str | None = None,
 ) -> dict:
-    """Both precisions through one epoch (or its first ``fraction``), batch by batch."""
+    """Both sides through one epoch (or its first ``fraction``), batch by batch."""
     from hymoerec.training.validation import validate
 
-    extra = sides(overrides, fast)
+    extra = sides(overrides, fast, precision)
     runs = {
         name: build(model_name, dataset, data_dir, extra[name], bf16)
-        for name, bf16 in PRECISIONS.items()
+        for name, bf16 in side_precisions(precision).items()
     }
+    base, other = runs
     for trainer, data, config, max_len in runs.values():  # untimed: compilation happens here
         trainer.train_batch(next(iter(trainer.sampler.epoch(trainer.rng))))
         validate(trainer.model, data, "valid", max_len, config, trainer.device)
     streams = {name: run[0].sampler.epoch(run[0].rng) for name, run in runs.items()}
-    total = len(runs["float32"][0].sampler)
+    total = len(runs[base][0].sampler)
     count = max(1, round(fraction * total))
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     targets = 0
@@ -107,7 +122,7 @@ def measure(
         targets += batch.num_targets
     block = max(1, count // repeats)
     ratios = [
-        sum(seconds["float32"][i : i + block]) / sum(seconds["bf16"][i : i + block])
+        sum(seconds[base][i : i + block]) / sum(seconds[other][i : i + block])
         for i in range(0, block * repeats if count >= repeats else count, block)
     ]
     evaluation: dict[str, list[float]] = {name: [] for name in runs}
@@ -118,7 +133,7 @@ def measure(
             begin = time.perf_counter()
             validate(trainer.model, data, "valid", max_len, config, trainer.device)
             evaluation[name].append(time.perf_counter() - begin)
-    trainer, data, config, _ = runs["float32"]
+    trainer, data, config, _ = runs[base]
     result = {
         "model": model_name,
         "batch_size": config.batch_size,
@@ -128,8 +143,7 @@ def measure(
         "users": data.num_users,
         "ratio_median": statistics.median(ratios),
         "ratio_range": [min(ratios), max(ratios)],
-        "eval_ratio": statistics.median(evaluation["float32"])
-        / statistics.median(evaluation["bf16"]),
+        "eval_ratio": statistics.median(evaluation[base]) / statistics.median(evaluation[other]),
     }
     for name in runs:
         measured = sum(seconds[name])
@@ -250,6 +264,8 @@ def child(args: argparse.Namespace, *extra: str) -> dict:
     command = [sys.executable, __file__, "--dataset", args.dataset, "--data-dir", args.data_dir]
     command += [*extra, "--fraction", str(args.fraction), "--repeats", str(args.repeats)]
     command += ["--memory-steps", str(args.memory_steps)]
+    if args.precision:
+        command += ["--precision", args.precision]
     for item in args.set:
         command += ["--set", item]
     for item in args.fast:
@@ -299,6 +315,11 @@ def main() -> None:
     parser.add_argument(
         "--chunks", metavar="C,C,...", help="with --loss-only: bf16 at these chunk sizes"
     )
+    parser.add_argument(
+        "--precision",
+        choices=sorted(PRECISIONS),
+        help="both sides in this precision, the second with --fast (default: float32 vs bf16)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -327,37 +348,41 @@ def main() -> None:
             args.fraction,
             args.repeats,
             args.fast,
+            args.precision,
         )
         print(json.dumps(result))
         return
     if args.child_memory:
-        name, precision = args.child_memory.split(":")
-        bf16, overrides = PRECISIONS[precision], sides(args.set, args.fast)[precision]
+        name, side = args.child_memory.split(":")
+        bf16 = side_precisions(args.precision)[side]
+        overrides = sides(args.set, args.fast, args.precision)[side]
         memory = peak_memory(name, args.dataset, args.data_dir, overrides, bf16, args.memory_steps)
         print(json.dumps(memory))
         return
     share = "one full epoch" if args.fraction >= 1 else f"{args.fraction:.0%} of an epoch"
-    print(f"{args.dataset}, {share}, float32 and bf16 alternating, overrides: {args.set or 'none'}")
-    print(f"bf16 side also: {args.fast or 'nothing'}")
+    base, other = side_precisions(args.precision)
+    overrides = args.set or "none"
+    print(f"{args.dataset}, {share}, {base} and {other} alternating, overrides: {overrides}")
+    print(f"{other} side also: {args.fast or 'nothing'}")
     print(f"threads {os.environ.get('OMP_NUM_THREADS', 'default')}, load before: {load()}")
     print(
-        f"{'model':<10} {'batch':>5} {'precision':<9} {'s/epoch':>8} {'targets/s':>10} "
+        f"{'model':<10} {'batch':>5} {'side':<12} {'s/epoch':>8} {'targets/s':>10} "
         f"{'eval s':>7} {'peak GB':>8} {'speed-up (median, range)':>26}"
     )
     for model in args.models:
         r = child(args, "--child", model)
         extrapolated = "" if r["batches"] == r["of_batches"] else "~"
-        for name in PRECISIONS:
+        for name in (base, other):
             memory = child(args, "--child-memory", f"{model}:{name}")
             m = r[name]
             low, high = r["ratio_range"]
             ratio = (
                 f"{r['ratio_median']:.2f}x ({low:.2f}-{high:.2f}), eval {r['eval_ratio']:.2f}x"
-                if name == "bf16"
+                if name == other
                 else ""
             )
             print(
-                f"{r['model']:<10} {r['batch_size']:>5} {name:<9} "
+                f"{r['model']:<10} {r['batch_size']:>5} {name:<12} "
                 f"{extrapolated + format(m['epoch_s'], '.1f'):>8} {m['targets_per_s']:>10,.0f} "
                 f"{m['eval_s']:>7.2f} {memory['peak_rss_gb']:>8.2f} {ratio:>26}"
             )

@@ -131,7 +131,8 @@ def test_a_failed_compilation_warns_and_falls_back_for_the_rest_of_the_process(
 
 
 def test_compile_scan_gives_the_model_the_same_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The switch reaches the model's mixer (torch.compile made the identity to stay fast)."""
+    """The switch reaches the model's mixer (torch.compile made the identity to stay fast);
+    ``native=False`` keeps the chunks for the training scan too."""
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
     calls = []
     original = scan.ChunkedScan.apply
@@ -142,7 +143,7 @@ def test_compile_scan_gives_the_model_the_same_output(monkeypatch: pytest.Monkey
     items = torch.randint(1, 31, (3, 11))
     plain = model(items).hidden
     assert not calls
-    with scan.use(True):
+    with scan.use(True, native=False):
         chunked = model(items).hidden
     assert calls, "the chunked scan was not used"
     torch.testing.assert_close(chunked, plain, atol=1e-5, rtol=1e-4)

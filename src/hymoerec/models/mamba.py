@@ -103,7 +103,7 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) ->
         )
         return y.transpose(1, 2)  # (B, L, Di)
     if scan.active(u.device):
-        return scan.chunked_scan(u, delta, A, B, C)
+        return scan.training_scan(u, delta, A, B, C)
     out: Tensor = SelectiveScan.apply(u, delta, A, B, C)
     return out
 

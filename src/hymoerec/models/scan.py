@@ -28,6 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hymoerec.kernels import KernelUnavailable
+from hymoerec.models.scan_kernel import native_scan
+
 CHUNK = 8  # time steps per fused kernel call: Inductor unrolls them
 FINAL_CHUNK = 16  # the same for inference, which keeps no state and has no backward
 
@@ -121,18 +124,19 @@ _EAGER: dict[str, Callable[..., Any]] = {
     "final": final_chunk,
 }
 _compiled: dict[str, Callable[..., Any]] = {}
-_state = {"enabled": False, "failed": False}
+_state = {"enabled": False, "failed": False, "native": True, "native_failed": False}
 
 
 @contextmanager
-def use(on: bool) -> Iterator[None]:
-    """Inside: CPU scans run as compiled chunks when ``on`` (``train.compile_scan``)."""
-    previous = _state["enabled"]
-    _state["enabled"] = on
+def use(on: bool, native: bool = True) -> Iterator[None]:
+    """Inside: CPU scans run compiled when ``on`` (``train.compile_scan``); training
+    scans as the C kernel when ``native`` (``train.native_scan``), else as chunks."""
+    previous = dict(_state)
+    _state["enabled"], _state["native"] = on, native
     try:
         yield
     finally:
-        _state["enabled"] = previous
+        _state["enabled"], _state["native"] = previous["enabled"], previous["native"]
 
 
 def active(device: torch.device) -> bool:
@@ -236,6 +240,23 @@ class ChunkedScan(torch.autograd.Function):
         u, delta = u[:length].transpose(0, 1), delta[:length].transpose(0, 1)
         grad_delta = grad_delta + grad_du * u
         return grad_du * delta, grad_delta, grad_A, grad_B, grad_C, None
+
+
+def training_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
+    """y (B, L, Di) of the scan with gradients, compiled: the C kernel of
+    ``scan_kernel`` when ``use(..., native=True)`` and it builds here, else the chunks.
+    A kernel that cannot be built warns once and leaves the chunks for the process."""
+    if _state["native"] and not _state["native_failed"]:
+        try:
+            return native_scan(u, delta, A, B, C)
+        except KernelUnavailable as error:
+            _state["native_failed"] = True
+            warnings.warn(
+                f"scan kernel unavailable ({error}); using the compiled chunks",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return chunked_scan(u, delta, A, B, C)
 
 
 def chunked_scan(

@@ -26,7 +26,7 @@ def numerics(config: TrainConfig, device: torch.device) -> Iterator[None]:
     compiled scan when ``train.compile_scan``. Training and validation both run in it."""
     with (
         torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)),
-        scan.use(config.compile_scan),
+        scan.use(config.compile_scan, config.native_scan),
     ):
         yield
 

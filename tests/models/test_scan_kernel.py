@@ -1,0 +1,121 @@
+"""The training scan's C kernel (hymoerec.models.scan_kernel) against the step-by-step
+recurrence, on any thread count and any strides, and inside the model."""
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from hymoerec.models import build_model, scan
+from hymoerec.models.mamba import SelectiveScan
+from hymoerec.models.scan_kernel import NativeScan, native_scan
+from tests.models.test_mamba import recurrence, scan_inputs
+
+
+@pytest.fixture(autouse=True)
+def fresh_scan_state() -> Iterator[None]:
+    saved = dict(scan._state)
+    yield
+    scan._state.update(saved)
+
+
+@pytest.fixture
+def threads() -> Iterator[None]:
+    saved = torch.get_num_threads()
+    yield
+    torch.set_num_threads(saved)
+
+
+def strided(u: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> list[torch.Tensor]:
+    """u as the mixer has it (a transposed convolution output) and B, C as slices of one
+    projection, as ``Mamba.forward`` passes them in float32."""
+    u = u.transpose(1, 2).contiguous().transpose(1, 2)
+    projection = torch.cat([torch.randn(*B.shape[:2], 2), B, C], dim=-1)
+    n = B.size(-1)
+    return [u, projection[..., 2 : 2 + n], projection[..., 2 + n :]]
+
+
+@pytest.mark.parametrize("length", [1, 2, 33])
+@pytest.mark.parametrize("d_state", [5, 32])
+def test_kernel_matches_the_recurrence_and_its_gradients(length: int, d_state: int) -> None:
+    u, delta, A, B, C = scan_inputs(batch=3, length=length, d_inner=3, d_state=d_state)
+    u, B, C = strided(u, B, C)
+    assert not B.is_contiguous() and (length == 1 or not u.is_contiguous())
+    leaves = [t.double().detach().requires_grad_() for t in (u, delta, A, B, C)]
+    weight = torch.randn(3, length, 3, dtype=torch.float64)
+    expected = recurrence(*leaves)
+    expected_grads = torch.autograd.grad((expected * weight).sum(), leaves)
+    inputs = [t.detach().requires_grad_() for t in (u, delta, A, B, C)]
+    actual = native_scan(*inputs)
+    torch.testing.assert_close(actual.double(), expected, atol=1e-5, rtol=1e-5)
+    grads = torch.autograd.grad((actual * weight.float()).sum(), inputs)
+    for name, a, e in zip(["u", "delta", "A", "B", "C"], grads, expected_grads, strict=True):
+        torch.testing.assert_close(a.double(), e, atol=1e-4, rtol=1e-5, msg=f"gradient of {name}")
+
+
+def test_kernel_gives_the_same_result_on_any_number_of_threads(threads: None) -> None:
+    inputs = scan_inputs(batch=5, length=20, d_inner=8, d_state=16)
+    grad_y = torch.randn(5, 20, 8)
+    results = []
+    for count in (1, 2, 3):
+        torch.set_num_threads(count)
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        y = native_scan(*leaves)
+        y.backward(grad_y)
+        results.append((y, [t.grad for t in leaves]))
+    (y1, grads1), *others = results
+    for y, grads in others:
+        assert torch.equal(y, y1)  # every (row, channel) recurrence runs alone
+        for name, a, e in zip(["u", "delta", "A", "B", "C"], grads, grads1, strict=True):
+            if name == "A":  # summed over rows per thread, then over threads
+                torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
+            else:
+                assert torch.equal(a, e), f"gradient of {name}"
+
+
+def test_kernel_matches_the_float32_loop_on_a_training_batch_shape() -> None:
+    """(32, 200) at d_inner 128 and N 32, ML-1M's shape, against SelectiveScan."""
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(32, 200, 128, generator=g)
+    delta = torch.nn.functional.softplus(torch.randn(32, 200, 128, generator=g) - 4)
+    A = -torch.exp(torch.log(torch.arange(1.0, 33.0)).repeat(128, 1))  # Mamba's init
+    B, C = torch.randn(32, 200, 32, generator=g), torch.randn(32, 200, 32, generator=g)
+    grad_y = torch.randn(32, 200, 128, generator=g)
+    results = []
+    for scan_fn in (SelectiveScan.apply, native_scan):
+        leaves = [t.clone().requires_grad_() for t in (u, delta, A, B, C)]
+        y = scan_fn(*leaves)
+        y.backward(grad_y)
+        results.append([y, *(t.grad for t in leaves)])
+    for name, a, e in zip(["y", "u", "delta", "A", "B", "C"], results[1], results[0], strict=True):
+        scale = e.abs().max()
+        assert (a - e).abs().max() <= 1e-5 * scale, f"{name} differs"
+
+
+def test_kernel_takes_float32_cpu_tensors_only() -> None:
+    u, delta, A, B, C = scan_inputs()
+    with pytest.raises(ValueError, match="float32"):
+        NativeScan.apply(u.double(), delta, A, B, C)
+
+
+def test_the_model_trains_through_the_kernel_with_the_loops_gradients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = []
+    original = NativeScan.apply
+    monkeypatch.setattr(NativeScan, "apply", lambda *a: calls.append(1) or original(*a))
+    torch.manual_seed(0)
+    model = build_model("hymoerec", {"hidden_size": 16, "d_state": 4, "dropout": 0.0}, 30)
+    items = torch.randint(1, 31, (3, 11))
+    outputs = []
+    for compiled in (False, True):
+        model.zero_grad()
+        with scan.use(compiled):
+            hidden = model(items).hidden
+        (hidden * torch.linspace(-1, 1, 16)).sum().backward()
+        outputs.append((hidden, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    assert calls, "the kernel was not used"
+    (plain, plain_grads), (native, native_grads) = outputs
+    torch.testing.assert_close(native, plain, atol=1e-5, rtol=1e-4)
+    for a, e in zip(native_grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-4)
