@@ -118,14 +118,14 @@ class TrainConfig:
     # NDCG@10 with the history kept and reaches validation NDCG@10 0.12 later or never
     # (docs/training.md "bfloat16")
     bf16: bool | None = False
-    # CPU: run the Mamba selective scan as torch.compile-fused chunks (hymoerec.models.scan);
-    # each process pays the compilation once in its first steps (Inductor caches kernels
-    # on disk), and a machine without a C++ compiler falls back to the per-step scan with
-    # a warning
+    # CPU: run the Mamba selective scan compiled: training through the C kernel below,
+    # ranking as torch.compile-fused chunks (hymoerec.models.scan); each process pays the
+    # compilation once in its first steps (both cache their kernels on disk), and a machine
+    # without a C compiler falls back to the per-step scan with a warning
     compile_scan: bool = False
     # with compile_scan: the training scan as one C kernel (hymoerec/kernels/scan.c, built
     # with the system compiler on first use, about a second); false runs it as the
-    # Inductor chunks, which it beat 2.4x on a (32, 200) batch (docs/training.md "Speed")
+    # Inductor chunks, which it beats 2.65x on a (32, 200) batch (docs/training.md "Speed")
     native_scan: bool = True
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     threads: int = 0  # torch CPU threads; 0 = automatic (see hymoerec.runtime)
