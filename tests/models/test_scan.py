@@ -101,11 +101,11 @@ def test_compiled_chunks_match_the_per_step_scan() -> None:
     u, delta, A, B, C = (t.detach() for t in inputs)
     last = torch.tensor([2, scan.FINAL_CHUNK + 2])  # a whole chunk and an overlapping one
     C_last = C[torch.arange(2), last]
-    with scan.use(True):
+    with scan.use(True, native=False):
         compiled = last_state_scan(u, delta, A, B, C_last, last)
     torch.testing.assert_close(compiled, last_state_scan(u, delta, A, B, C_last, last))
     bias = torch.randn(u.size(-1))  # delta before its bias and softplus, applied inside
-    with scan.use(True):
+    with scan.use(True, native=False):
         compiled = last_state_scan(u, delta, A, B, C_last, last, delta_bias=bias)
     eager = last_state_scan(u, delta, A, B, C_last, last, delta_bias=bias)
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-4)

@@ -5,8 +5,9 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from hymoerec.models import build_model, scan
+from hymoerec.models import build_model, scan, scan_kernel
 from hymoerec.models.mamba import SelectiveScan
 from hymoerec.models.scan_kernel import NativeScan, native_scan
 from tests.models.test_mamba import recurrence, scan_inputs
@@ -119,3 +120,52 @@ def test_the_model_trains_through_the_kernel_with_the_loops_gradients(
     torch.testing.assert_close(native, plain, atol=1e-5, rtol=1e-4)
     for a, e in zip(native_grads, plain_grads, strict=True):
         torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_last_output_kernel_matches_the_recurrence_at_each_rows_last_position(
+    dtype: torch.dtype, with_bias: bool
+) -> None:
+    u, delta, A, B, C = scan_inputs(batch=4, length=19, d_inner=5, d_state=6)
+    projection = torch.cat([torch.randn(4, 19, 2), B, C], dim=-1).to(dtype)
+    B16, C16 = projection[..., 2:8], projection[..., 8:]  # strided, read in place
+    u16 = u.transpose(1, 2).contiguous().transpose(1, 2).to(dtype)
+    bias = torch.randn(5) if with_bias else None
+    raw = delta if bias is None else torch.log(torch.expm1(delta)) - bias  # softplus^-1
+    raw16 = raw.to(dtype)
+    last = torch.tensor([0, 7, 18, 3])
+    rows = torch.arange(4)
+    # the reference sees exactly the values the kernel reads
+    step = raw16.float() if bias is None else F.softplus(raw16.float() + bias)
+    expected = recurrence(u16.double(), step.double(), A.double(), B16.double(), C16.double())[
+        rows, last
+    ]
+    actual = scan_kernel.native_last_output(u16, raw16, A, B16, C16[rows, last], last, bias)
+    assert actual.dtype == torch.float32
+    torch.testing.assert_close(actual.double(), expected, atol=1e-5, rtol=1e-5)
+    u16[:, 19 - 1 :] = 1e3  # after every row's last position but the third
+    changed = scan_kernel.native_last_output(u16, raw16, A, B16, C16[rows, last], last, bias)
+    torch.testing.assert_close(changed[[0, 1, 3]], actual[[0, 1, 3]], atol=0, rtol=0)
+
+
+def test_last_output_kernel_rejects_positions_outside_the_history() -> None:
+    u, delta, A, B, C = scan_inputs(batch=2, length=5)
+    with pytest.raises(IndexError, match="last positions"):
+        scan_kernel.native_last_output(u, delta, A, B, C[:, 0], torch.tensor([0, 5]))
+
+
+def test_ranking_goes_through_the_last_output_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = scan_kernel.native_last_output
+    monkeypatch.setattr(scan, "native_last_output", lambda *a: calls.append(1) or original(*a))
+    torch.manual_seed(0)
+    model = build_model("hymoerec", {"hidden_size": 16, "d_state": 4}, 30).eval()
+    items = torch.randint(1, 31, (3, 11))
+    lengths = torch.tensor([11, 4, 1])
+    items[1, 4:], items[2, 1:] = 0, 0
+    plain = model.next_item_hidden(items, lengths)
+    with scan.use(True):
+        native = model.next_item_hidden(items, lengths)
+    assert calls, "the kernel was not used"
+    torch.testing.assert_close(native, plain, atol=1e-5, rtol=1e-4)

@@ -147,3 +147,100 @@ int scan_backward(int threads, long batch, long length, long di, long n, struct 
   free(grad_A_parts);
   return failed;
 }
+
+/* log(1 + y) for 0 <= y <= 1: 2 atanh(s) with s = y / (2 + y) <= 1/3, by its series to
+   s^11 (relative error below 1e-7). */
+static inline float log1p_unit(float y) {
+  float s = y / (2.0f + y), s2 = s * s;
+  float p = 1.0f / 11.0f;
+  p = p * s2 + 1.0f / 9.0f;
+  p = p * s2 + 1.0f / 7.0f;
+  p = p * s2 + 0.2f;
+  p = p * s2 + 1.0f / 3.0f;
+  p = p * s2 + 1.0f;
+  return 2.0f * s * p;
+}
+
+/* softplus(x) = max(x, 0) + log(1 + exp(-|x|)) */
+static inline float softplus(float x) {
+  float negative_abs = x < 0.0f ? x : -x;
+  return (x > 0.0f ? x : 0.0f) + log1p_unit(exp_approx(negative_abs));
+}
+
+/* Element i of a float32 or, with bf16, a bfloat16 array, as float32. */
+static inline float load(const void *data, long i, int bf16) {
+  if (!bf16) return ((const float *)data)[i];
+  union {
+    uint32_t i;
+    float f;
+  } v = {.i = (uint32_t)((const uint16_t *)data)[i] << 16};
+  return v.f;
+}
+
+/* One row of scan_last; bf16 is a constant at each call, so each dtype gets its own
+   vectorised copy. */
+static inline __attribute__((always_inline)) void last_row(
+    const int bf16, long b, long di, long n, struct view u, struct view delta,
+    const float *bias, const float *A, struct view B, long last, const float *C_last,
+    float *y, float *h, float *steps) {
+  memset(h, 0, sizeof(float) * di * n);
+  for (long t = 0; t <= last; t++) {
+    long at = b * delta.batch + t * delta.time;
+    if (bias != NULL) {
+#pragma omp simd
+      for (long d = 0; d < di; d++)
+        steps[d] = softplus(load(delta.data, at + d * delta.channel, bf16) + bias[d]);
+    } else {
+      for (long d = 0; d < di; d++) steps[d] = load(delta.data, at + d * delta.channel, bf16);
+    }
+    long bt = b * B.batch + t * B.time;
+    for (long d = 0; d < di; d++) {
+      float step = steps[d];
+      float inject = step * load(u.data, b * u.batch + t * u.time + d * u.channel, bf16);
+      const float *a = A + d * n;
+      float *hd = h + d * n;
+#pragma omp simd
+      for (long k = 0; k < n; k++)
+        hd[k] = exp_approx(step * a[k]) * hd[k] + inject * load(B.data, bt + k, bf16);
+    }
+  }
+  for (long d = 0; d < di; d++) {
+    float out = 0.0f;
+#pragma omp simd reduction(+ : out)
+    for (long k = 0; k < n; k++) out += h[d * n + k] * C_last[b * n + k];
+    y[b * di + d] = out;
+  }
+}
+
+/* Inference: y (B, Di) = C_last . h at each row's position last[b], the state after
+   steps 0..last[b] (later steps are never read). u, delta (B, L, Di) and B (B, L, N;
+   unit channel stride) are all float32 or, with bf16, all bfloat16, read in place; with
+   `bias` (Di,), delta is the step size before that bias and its softplus, applied here
+   in float32. A row's state for all Di channels (Di x N floats, 16 KB at 128 x 32)
+   stays in cache while its steps run, and one position's step sizes are formed for all
+   channels at once, so that the softplus vectorises too. C_last (B, N) and y (B, Di)
+   are contiguous float32. Returns 0, or 1 when the buffers cannot be allocated. */
+int scan_last(int threads, int bf16, long batch, long di, long n, struct view u,
+              struct view delta, const float *bias, const float *A, struct view B,
+              const long *last, const float *C_last, float *y) {
+  int failed = 0;
+#pragma omp parallel num_threads(threads)
+  {
+    float *h = malloc(sizeof(float) * di * n), *steps = malloc(sizeof(float) * di);
+    if (h == NULL || steps == NULL) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(dynamic, 4)
+    for (long b = 0; b < batch; b++) {
+      if (h == NULL || steps == NULL) continue;
+      if (bf16)
+        last_row(1, b, di, n, u, delta, bias, A, B, last[b], C_last, y, h, steps);
+      else
+        last_row(0, b, di, n, u, delta, bias, A, B, last[b], C_last, y, h, steps);
+    }
+    free(h);
+    free(steps);
+  }
+  return failed;
+}

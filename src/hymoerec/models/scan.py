@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hymoerec.kernels import KernelUnavailable
-from hymoerec.models.scan_kernel import native_scan
+from hymoerec.models.scan_kernel import native_last_output, native_scan
 
 CHUNK = 8  # time steps per fused kernel call: Inductor unrolls them
 FINAL_CHUNK = 16  # the same for inference, which keeps no state and has no backward
@@ -250,13 +250,18 @@ def training_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> 
         try:
             return native_scan(u, delta, A, B, C)
         except KernelUnavailable as error:
-            _state["native_failed"] = True
-            warnings.warn(
-                f"scan kernel unavailable ({error}); using the compiled chunks",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            _without_native(error)
     return chunked_scan(u, delta, A, B, C)
+
+
+def _without_native(error: KernelUnavailable) -> None:
+    """Warn once that the C kernel is unavailable and use the chunks from now on."""
+    _state["native_failed"] = True
+    warnings.warn(
+        f"scan kernel unavailable ({error}); using the compiled chunks",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def chunked_scan(
@@ -290,7 +295,13 @@ def last_output(
     after a row's ``last`` are masked (they hold the state), so every row runs the same
     chunks of ``FINAL_CHUNK`` steps; when the length is not a multiple of it, the last
     chunk ends at the last position and masks the steps the chunk before it took, so no
-    input is copied or padded."""
+    input is copied or padded. With ``use(..., native=True)`` and ``compiled``, the C
+    kernel of ``scan_kernel`` computes the same instead."""
+    if compiled and _state["native"] and not _state["native_failed"]:
+        try:
+            return native_last_output(u, delta, A, B, C_last, last, delta_bias)
+        except KernelUnavailable as error:
+            _without_native(error)
     end = int(last.max()) + 1
     if end < FINAL_CHUNK:  # too short for one whole chunk: pad (a tiny copy)
         pad = FINAL_CHUNK - end
