@@ -1,4 +1,4 @@
-/* The selective scan of hymoerec.models.mamba for CPU training, in float32.
+/* The selective scan of hymoerec.models.mamba for CPU training and ranking, in float32.
 
      h_t = exp(delta_t A) h_{t-1} + delta_t u_t B_t,   y_t = C_t . h_t,   h_{-1} = 0
 
@@ -18,7 +18,7 @@
 
 struct view {
   float *data;
-  long batch, time, channel; /* element strides */
+  int64_t batch, time, channel; /* element strides */
 };
 
 #define AT(v, b, t, c) ((v).data[(b) * (v).batch + (t) * (v).time + (c) * (v).channel])
@@ -45,20 +45,20 @@ static inline float exp_approx(float x) {
 }
 
 /* y (B, L, Di) from u, delta (B, L, Di), A (Di, N), B, C (B, L, N; unit channel stride). */
-void scan_forward(int threads, long batch, long length, long di, long n, struct view u,
-                  struct view delta, const float *A, struct view B, struct view C,
+void scan_forward(int threads, int64_t batch, int64_t length, int64_t di, int64_t n,
+                  struct view u, struct view delta, const float *A, struct view B, struct view C,
                   struct view y) {
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
-  for (long b = 0; b < batch; b++) {
-    for (long d = 0; d < di; d++) {
+  for (int64_t b = 0; b < batch; b++) {
+    for (int64_t d = 0; d < di; d++) {
       const float *a = A + d * n;
       float h[n];
       memset(h, 0, sizeof h);
-      for (long t = 0; t < length; t++) {
+      for (int64_t t = 0; t < length; t++) {
         float step = AT(delta, b, t, d), inject = step * AT(u, b, t, d), out = 0.0f;
         const float *bt = &AT(B, b, t, 0), *ct = &AT(C, b, t, 0);
 #pragma omp simd reduction(+ : out)
-        for (long k = 0; k < n; k++) {
+        for (int64_t k = 0; k < n; k++) {
           h[k] = exp_approx(step * a[k]) * h[k] + inject * bt[k];
           out += h[k] * ct[k];
         }
@@ -71,8 +71,8 @@ void scan_forward(int threads, long batch, long length, long di, long n, struct 
 /* Gradients of a scalar loss given grad_y: grad_u, grad_delta (B, L, Di), grad_B,
    grad_C (B, L, N) and grad_A (Di, N), all overwritten. Returns 0, or 1 when the
    buffers cannot be allocated. */
-int scan_backward(int threads, long batch, long length, long di, long n, struct view u,
-                  struct view delta, const float *A, struct view B, struct view C,
+int scan_backward(int threads, int64_t batch, int64_t length, int64_t di, int64_t n,
+                  struct view u, struct view delta, const float *A, struct view B, struct view C,
                   struct view grad_y, struct view grad_u, struct view grad_delta,
                   float *grad_A, struct view grad_B, struct view grad_C) {
   float *grad_A_parts = calloc((size_t)threads * di * n, sizeof(float)); /* one a thread */
@@ -90,28 +90,28 @@ int scan_backward(int threads, long batch, long length, long di, long n, struct 
     float h[n], grad_h[n], zeros[n];
     memset(zeros, 0, sizeof zeros);
 #pragma omp for schedule(static)
-    for (long b = 0; b < batch; b++) {
+    for (int64_t b = 0; b < batch; b++) {
       if (states == NULL || decays == NULL) continue;
-      for (long t = 0; t < length; t++) {
-        for (long k = 0; k < n; k++) AT(grad_B, b, t, k) = AT(grad_C, b, t, k) = 0.0f;
+      for (int64_t t = 0; t < length; t++) {
+        for (int64_t k = 0; k < n; k++) AT(grad_B, b, t, k) = AT(grad_C, b, t, k) = 0.0f;
       }
-      for (long d = 0; d < di; d++) {
+      for (int64_t d = 0; d < di; d++) {
         const float *a = A + d * n;
         float *ga = grad_A_mine + d * n;
         memset(h, 0, sizeof h);
-        for (long t = 0; t < length; t++) { /* the forward pass again, keeping its states */
+        for (int64_t t = 0; t < length; t++) { /* the forward pass again, keeping its states */
           float step = AT(delta, b, t, d), inject = step * AT(u, b, t, d);
           const float *bt = &AT(B, b, t, 0);
           float *s = states + t * n, *e = decays + t * n;
 #pragma omp simd
-          for (long k = 0; k < n; k++) {
+          for (int64_t k = 0; k < n; k++) {
             e[k] = exp_approx(step * a[k]);
             h[k] = e[k] * h[k] + inject * bt[k];
             s[k] = h[k];
           }
         }
         memset(grad_h, 0, sizeof grad_h); /* dLoss/dh_t, carried backwards in time */
-        for (long t = length - 1; t >= 0; t--) {
+        for (int64_t t = length - 1; t >= 0; t--) {
           float step = AT(delta, b, t, d), input = AT(u, b, t, d), g = AT(grad_y, b, t, d);
           float inject = step * input, grad_inject = 0.0f, grad_log_decay_a = 0.0f;
           const float *bt = &AT(B, b, t, 0), *ct = &AT(C, b, t, 0);
@@ -119,7 +119,7 @@ int scan_backward(int threads, long batch, long length, long di, long n, struct 
           const float *s = states + t * n, *e = decays + t * n;
           const float *before = t > 0 ? states + (t - 1) * n : zeros; /* h_{-1} = 0 */
 #pragma omp simd reduction(+ : grad_inject, grad_log_decay_a)
-          for (long k = 0; k < n; k++) {
+          for (int64_t k = 0; k < n; k++) {
             float gh = grad_h[k] + g * ct[k];
             gct[k] += g * s[k];
             gbt[k] += inject * gh;
@@ -138,7 +138,7 @@ int scan_backward(int threads, long batch, long length, long di, long n, struct 
     free(decays);
   }
   if (failed == 0) {
-    for (long j = 0; j < di * n; j++) {
+    for (int64_t j = 0; j < di * n; j++) {
       float sum = 0.0f;
       for (int p = 0; p < threads; p++) sum += grad_A_parts[(size_t)p * di * n + j];
       grad_A[j] = sum;
@@ -168,7 +168,7 @@ static inline float softplus(float x) {
 }
 
 /* Element i of a float32 or, with bf16, a bfloat16 array, as float32. */
-static inline float load(const void *data, long i, int bf16) {
+static inline float load(const void *data, int64_t i, int bf16) {
   if (!bf16) return ((const float *)data)[i];
   union {
     uint32_t i;
@@ -180,34 +180,35 @@ static inline float load(const void *data, long i, int bf16) {
 /* One row of scan_last; bf16 is a constant at each call, so each dtype gets its own
    vectorised copy. */
 static inline __attribute__((always_inline)) void last_row(
-    const int bf16, long b, long di, long n, struct view u, struct view delta,
-    const float *bias, const float *A, struct view B, long last, const float *C_last,
+    const int bf16, int64_t b, int64_t di, int64_t n, struct view u, struct view delta,
+    const float *bias, const float *A, struct view B, int64_t last, const float *C_last,
     float *y, float *h, float *steps) {
   memset(h, 0, sizeof(float) * di * n);
-  for (long t = 0; t <= last; t++) {
-    long at = b * delta.batch + t * delta.time;
+  for (int64_t t = 0; t <= last; t++) {
+    int64_t at = b * delta.batch + t * delta.time;
     if (bias != NULL) {
 #pragma omp simd
-      for (long d = 0; d < di; d++)
+      for (int64_t d = 0; d < di; d++)
         steps[d] = softplus(load(delta.data, at + d * delta.channel, bf16) + bias[d]);
     } else {
-      for (long d = 0; d < di; d++) steps[d] = load(delta.data, at + d * delta.channel, bf16);
+      for (int64_t d = 0; d < di; d++)
+        steps[d] = load(delta.data, at + d * delta.channel, bf16);
     }
-    long bt = b * B.batch + t * B.time;
-    for (long d = 0; d < di; d++) {
+    int64_t bt = b * B.batch + t * B.time;
+    for (int64_t d = 0; d < di; d++) {
       float step = steps[d];
       float inject = step * load(u.data, b * u.batch + t * u.time + d * u.channel, bf16);
       const float *a = A + d * n;
       float *hd = h + d * n;
 #pragma omp simd
-      for (long k = 0; k < n; k++)
+      for (int64_t k = 0; k < n; k++)
         hd[k] = exp_approx(step * a[k]) * hd[k] + inject * load(B.data, bt + k, bf16);
     }
   }
-  for (long d = 0; d < di; d++) {
+  for (int64_t d = 0; d < di; d++) {
     float out = 0.0f;
 #pragma omp simd reduction(+ : out)
-    for (long k = 0; k < n; k++) out += h[d * n + k] * C_last[b * n + k];
+    for (int64_t k = 0; k < n; k++) out += h[d * n + k] * C_last[b * n + k];
     y[b * di + d] = out;
   }
 }
@@ -220,9 +221,9 @@ static inline __attribute__((always_inline)) void last_row(
    stays in cache while its steps run, and one position's step sizes are formed for all
    channels at once, so that the softplus vectorises too. C_last (B, N) and y (B, Di)
    are contiguous float32. Returns 0, or 1 when the buffers cannot be allocated. */
-int scan_last(int threads, int bf16, long batch, long di, long n, struct view u,
+int scan_last(int threads, int bf16, int64_t batch, int64_t di, int64_t n, struct view u,
               struct view delta, const float *bias, const float *A, struct view B,
-              const long *last, const float *C_last, float *y) {
+              const int64_t *last, const float *C_last, float *y) {
   int failed = 0;
 #pragma omp parallel num_threads(threads)
   {
@@ -232,7 +233,7 @@ int scan_last(int threads, int bf16, long batch, long di, long n, struct view u,
       failed = 1;
     }
 #pragma omp for schedule(dynamic, 4)
-    for (long b = 0; b < batch; b++) {
+    for (int64_t b = 0; b < batch; b++) {
       if (h == NULL || steps == NULL) continue;
       if (bf16)
         last_row(1, b, di, n, u, delta, bias, A, B, last[b], C_last, y, h, steps);

@@ -25,9 +25,9 @@ class View(ctypes.Structure):
 
     _fields_ = [
         ("data", ctypes.c_void_p),
-        ("batch", ctypes.c_long),
-        ("time", ctypes.c_long),
-        ("channel", ctypes.c_long),
+        ("batch", ctypes.c_int64),
+        ("time", ctypes.c_int64),
+        ("channel", ctypes.c_int64),
     ]
 
 
@@ -39,14 +39,14 @@ def view(t: Tensor) -> View:
 def library() -> ctypes.CDLL:
     """scan.c, built on first use; raises ``kernels.KernelUnavailable``."""
     lib = kernels.load("scan")
-    sizes = [ctypes.c_int] + [ctypes.c_long] * 4  # threads, B, L, Di, N
+    sizes = [ctypes.c_int] + [ctypes.c_int64] * 4  # threads, B, L, Di, N
     lib.scan_forward.argtypes = [*sizes, View, View, ctypes.c_void_p, View, View, View]
     lib.scan_forward.restype = None
     after_A = [View] * 5 + [ctypes.c_void_p, View, View]  # B, C, grad_y, grad_u, ...
     lib.scan_backward.argtypes = [*sizes, View, View, ctypes.c_void_p, *after_A]
     lib.scan_backward.restype = ctypes.c_int
     pointer = ctypes.c_void_p
-    lib.scan_last.argtypes = [ctypes.c_int, ctypes.c_int, *[ctypes.c_long] * 3, View, View]
+    lib.scan_last.argtypes = [ctypes.c_int, ctypes.c_int, *[ctypes.c_int64] * 3, View, View]
     lib.scan_last.argtypes += [pointer, pointer, View, pointer, pointer, pointer]  # bias, A, ...
     lib.scan_last.restype = ctypes.c_int
     return lib
