@@ -121,7 +121,7 @@ def compiled_chunks(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -
 
 STRATEGIES: dict[str, Scan] = {
     "custom per-step Function (library)": SelectiveScan.apply,
-    "compiled chunks (library, native_scan=false)": compiled_chunks,
+    "compiled chunks (library, native_kernels=false)": compiled_chunks,
     "C kernel (library, compile_scan)": native_scan,
     "autograd loop": autograd_loop,
     "chunked log-space (T=16)": chunked_log_space,
@@ -279,7 +279,7 @@ def final_state(batch: int, length: int, repeats: int) -> None:
         "copied, time-major, chunks of 8 (before)": lambda: copied_last_output(
             u16, F.softplus(raw.float() + bias), A, B16, C_last, last
         ),
-        f"in place, chunks of {scan.FINAL_CHUNK} (native_scan=false)": lambda: chunks_only(
+        f"in place, chunks of {scan.FINAL_CHUNK} (native_kernels=false)": lambda: chunks_only(
             u16, raw, A, B16, C_last, last, bias
         ),
         "C kernel, in place (library)": lambda: native_last_output(

@@ -6,7 +6,7 @@ float32 and bfloat16 side by side.
     python benchmarks/train_speed.py --models hymoerec --set bucket=0 --set loss=ce  # ablate
     python benchmarks/train_speed.py --models hymoerec --fast compile_scan=true  # bf16 + more
     python benchmarks/train_speed.py --models hymoerec --precision float32 \
-        --set native_scan=false --fast native_scan=true  # one change, one precision
+        --set native_kernels=false --fast native_kernels=true  # one change, one precision
     OMP_NUM_THREADS=1 python benchmarks/train_speed.py --loss-only 6000,3416,64  # the loss alone
 
 Training settings come from configs/DATASET-MODEL.yaml when it exists (else TrainConfig's

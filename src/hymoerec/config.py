@@ -123,10 +123,11 @@ class TrainConfig:
     # compilation once in its first steps (both cache their kernels on disk), and a machine
     # without a C compiler falls back to the per-step scan with a warning
     compile_scan: bool = False
-    # with compile_scan: the training scan as one C kernel (hymoerec/kernels/scan.c, built
-    # with the system compiler on first use, about a second); false runs it as the
-    # Inductor chunks, which it beats 2.65x on a (32, 200) batch (docs/training.md "Speed")
-    native_scan: bool = True
+    # CPU: the C kernels of hymoerec/kernels, built with the system compiler on first use
+    # (about a second each) and falling back with a warning where none works: the Mamba
+    # scan (with compile_scan; 2.65x the Inductor chunks on a (32, 200) batch) and the
+    # FFN's GELU and dropout fused (docs/training.md "Speed"); false: neither
+    native_kernels: bool = True
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     threads: int = 0  # torch CPU threads; 0 = automatic (see hymoerec.runtime)
     # also rank validation with each user's history excluded, every epoch (metrics.jsonl

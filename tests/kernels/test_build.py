@@ -120,3 +120,23 @@ def test_the_kernel_runs_on_torchs_own_openmp_runtime() -> None:
     maps = Path("/proc/self/maps").read_text().splitlines()
     runtimes = {line.split()[-1] for line in maps if "libgomp" in line}
     assert len(runtimes) <= 1, runtimes
+
+
+def test_no_compiler_leaves_the_ffn_unfused_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hymoerec.models import ffn_kernel
+    from hymoerec.models.layers import Dropout
+
+    ffn_kernel.library.cache_clear()
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    monkeypatch.setitem(ffn_kernel._state, "failed", False)
+    x = torch.randn(64)
+    dropout = Dropout(0.5)
+    with ffn_kernel.use(True), pytest.warns(RuntimeWarning, match="FFN kernel unavailable"):
+        torch.manual_seed(0)
+        out = ffn_kernel.gelu_dropout(x, 0.5, True, dropout)
+    torch.manual_seed(0)
+    torch.testing.assert_close(out, dropout(torch.nn.functional.gelu(x)))
+    assert ffn_kernel._state["failed"]
+    ffn_kernel.library.cache_clear()

@@ -1,12 +1,13 @@
 """Native CPU kernels: C sources of this package, compiled on first use with the
 machine's C compiler and loaded with ``ctypes``.
 
-A kernel is one C file with plain functions over raw float32 pointers and strides; it
-needs no torch headers, so a build takes about a second (``torch.utils.cpp_extension``
-would compile torch's headers for a minute and need ninja). The library is built for
+A kernel is one C file (with the folder's shared ``common.h``) of plain functions over
+raw pointers and strides; it needs no torch headers, so a build takes about a second
+(``torch.utils.cpp_extension`` would compile torch's headers for a minute and need
+ninja). The library is built for
 the machine's own instruction set (``-march=native``) and kept in
 ``$HYMOEREC_CACHE/kernels`` (default ``~/.cache/hymoerec/kernels``) under a name that
-hashes the source, the compiler, its flags and the CPU, so a cache shared between
+hashes the sources, the compiler, its flags and the CPU, so a cache shared between
 machines never hands one a library it cannot run. A build writes a temporary file and
 renames it into place, so processes that build at once, or a build that is killed,
 never leave a half-written library under the final name; a cached library that fails to
@@ -87,7 +88,8 @@ def _version(cc: str) -> str:
 def library_path(name: str) -> Path:
     """Where ``load`` keeps the library of ``name``.c for this compiler and CPU."""
     cc = compiler()
-    parts = [(SOURCES / f"{name}.c").read_text(), cc, _version(cc), " ".join(FLAGS), _cpu()]
+    sources = [SOURCES / f"{name}.c", *sorted(SOURCES.glob("*.h"))]  # what it includes
+    parts = [*(path.read_text() for path in sources), cc, _version(cc), " ".join(FLAGS), _cpu()]
     key = hashlib.sha256("\0".join([*parts, platform.machine()]).encode()).hexdigest()[:16]
     return cache_dir() / "kernels" / f"{name}-{key}.so"
 

@@ -11,38 +11,7 @@
    thread pool instead of a second one competing with it. Tensors are passed as views
    with element strides, so slices of a projection are read in place. */
 
-#include <omp.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-struct view {
-  float *data;
-  int64_t batch, time, channel; /* element strides */
-};
-
-#define AT(v, b, t, c) ((v).data[(b) * (v).batch + (t) * (v).time + (c) * (v).channel])
-
-/* exp(x) for -87 <= x <= 88 (clamped outside): 2^k e^r with |r| <= ln(2)/2 and e^r
-   by its degree-6 Taylor polynomial, relative error below 3e-7. Written out so that
-   the compiler vectorises it inside the loops over the state. */
-static inline float exp_approx(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  float k = __builtin_rintf(x * 1.44269504088896341f);
-  float r = x - k * 0.693145751953125f - k * 1.428606765330187045e-06f;
-  float p = 0.0013888889f;
-  p = p * r + 0.008333334f;
-  p = p * r + 0.041666668f;
-  p = p * r + 0.16666667f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  union {
-    int32_t i;
-    float f;
-  } scale = {.i = ((int32_t)k + 127) << 23};
-  return p * scale.f;
-}
+#include "common.h"
 
 /* y (B, L, Di) from u, delta (B, L, Di), A (Di, N), B, C (B, L, N; unit channel stride). */
 void scan_forward(int threads, int64_t batch, int64_t length, int64_t di, int64_t n,
@@ -165,16 +134,6 @@ static inline float log1p_unit(float y) {
 static inline float softplus(float x) {
   float negative_abs = x < 0.0f ? x : -x;
   return (x > 0.0f ? x : 0.0f) + log1p_unit(exp_approx(negative_abs));
-}
-
-/* Element i of a float32 or, with bf16, a bfloat16 array, as float32. */
-static inline float load(const void *data, int64_t i, int bf16) {
-  if (!bf16) return ((const float *)data)[i];
-  union {
-    uint32_t i;
-    float f;
-  } v = {.i = (uint32_t)((const uint16_t *)data)[i] << 16};
-  return v.f;
 }
 
 /* One row of scan_last; bf16 is a constant at each call, so each dtype gets its own

@@ -130,7 +130,7 @@ _state = {"enabled": False, "failed": False, "native": True, "native_failed": Fa
 @contextmanager
 def use(on: bool, native: bool = True) -> Iterator[None]:
     """Inside: CPU scans run compiled when ``on`` (``train.compile_scan``); training
-    scans as the C kernel when ``native`` (``train.native_scan``), else as chunks."""
+    scans as the C kernel when ``native`` (``train.native_kernels``), else as chunks."""
     previous = dict(_state)
     _state["enabled"], _state["native"] = on, native
     try:

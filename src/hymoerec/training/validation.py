@@ -16,7 +16,7 @@ from hymoerec.config import TrainConfig
 from hymoerec.data.protocol import SequenceData
 from hymoerec.evaluation.evaluator import FactorScorer, evaluate_rankings
 from hymoerec.evaluation.metrics import RankingResult
-from hymoerec.models import scan
+from hymoerec.models import ffn_kernel, scan
 from hymoerec.models.base import SequentialModel
 
 
@@ -26,7 +26,8 @@ def numerics(config: TrainConfig, device: torch.device) -> Iterator[None]:
     compiled scan when ``train.compile_scan``. Training and validation both run in it."""
     with (
         torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)),
-        scan.use(config.compile_scan, config.native_scan),
+        scan.use(config.compile_scan, config.native_kernels),
+        ffn_kernel.use(config.native_kernels),
     ):
         yield
 
