@@ -3,6 +3,7 @@
     python benchmarks/step_profile.py --model hymoerec --steps 6
     python benchmarks/step_profile.py --model hymoerec --eval  # one full validation ranking
     python benchmarks/step_profile.py --dropout  # F.dropout against layers.Dropout
+    python benchmarks/step_profile.py --ffn  # the point-wise FFN, GELU and dropout fused or not
 
 Builds both trainers of ``benchmarks/train_speed.py`` (same seed, same batches), warms
 each up on one batch, then profiles ``--steps`` batches of each precision under
@@ -62,9 +63,13 @@ def main() -> None:
     parser.add_argument("--fast", action="append", default=[], help="KEY=VALUE of bf16 only")
     parser.add_argument("--eval", action="store_true", help="profile one validation ranking")
     parser.add_argument("--dropout", action="store_true", help="time the two dropout masks")
+    parser.add_argument("--ffn", action="store_true", help="time the FFN with its GELU fused")
     args = parser.parse_args()
     if args.dropout:
         dropout_speed()
+        return
+    if args.ffn:
+        ffn_speed()
         return
     from hymoerec.training.validation import validate
 
@@ -141,6 +146,45 @@ def dropout_speed(shape: tuple[int, ...] = (32, 200, 256), p: float = 0.2) -> No
         base = medians["F.dropout"]
         for name, value in medians.items():
             print(f"{dtype!s:15s} {name:16s} {value:6.2f} ms  {base / value:.2f}x {shape}")
+
+
+def ffn_speed(tokens: int = 6400, d_model: int = 64, inner: int = 256, p: float = 0.2) -> None:
+    """Median ms of one point-wise FFN, forward and backward, on a (32, 200) batch's
+    tokens: GELU and dropout unfused (``layers.Dropout``), fused (``ffn_kernel``), and
+    neither (the two linear layers alone, the floor); float32 and bf16 autocast,
+    alternating, 21 rounds."""
+    import statistics
+
+    from hymoerec.models import ffn_kernel
+    from hymoerec.models.layers import PointWiseFFN
+
+    torch.manual_seed(0)
+    ffn = PointWiseFFN(d_model, inner, p)
+    x = torch.randn(tokens, d_model, requires_grad=True)
+    variants = {
+        "unfused": lambda: ffn(x),
+        "fused": lambda: ffn(x),
+        "linear layers alone": lambda: ffn.w_2(ffn.w_1(x)),
+    }
+    print(f"point-wise FFN {d_model} -> {inner} -> {d_model} on {tokens} tokens, p = {p}")
+    for bf16 in (False, True):
+        times: dict[str, list[float]] = defaultdict(list)
+        for _ in range(21):
+            for name, run in variants.items():
+                with (
+                    ffn_kernel.use(name == "fused"),
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16),
+                ):
+                    begin = time.perf_counter()
+                    run().float().sum().backward()
+                    times[name].append(1e3 * (time.perf_counter() - begin))
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        base = medians["unfused"]
+        for name, value in medians.items():
+            precision = "bf16" if bf16 else "float32"
+            print(
+                f"{precision:8s} {name:20s} {value:6.2f} ms  {base / value:.2f}x ({tokens} tokens)"
+            )
 
 
 def report(prof: profile, count: int, top: int) -> None:
