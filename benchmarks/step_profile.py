@@ -155,7 +155,7 @@ def ffn_speed(tokens: int = 6400, d_model: int = 64, inner: int = 256, p: float 
     alternating, 21 rounds."""
     import statistics
 
-    from hymoerec.models import ffn_kernel
+    from hymoerec import kernels
     from hymoerec.models.layers import PointWiseFFN
 
     torch.manual_seed(0)
@@ -172,7 +172,7 @@ def ffn_speed(tokens: int = 6400, d_model: int = 64, inner: int = 256, p: float 
         for _ in range(21):
             for name, run in variants.items():
                 with (
-                    ffn_kernel.use(name == "fused"),
+                    kernels.use(name == "fused"),
                     torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16),
                 ):
                     begin = time.perf_counter()

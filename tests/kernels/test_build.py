@@ -133,7 +133,7 @@ def test_no_compiler_leaves_the_ffn_unfused_with_one_warning(
     monkeypatch.setitem(ffn_kernel._state, "failed", False)
     x = torch.randn(64)
     dropout = Dropout(0.5)
-    with ffn_kernel.use(True), pytest.warns(RuntimeWarning, match="FFN kernel unavailable"):
+    with kernels.use(True), pytest.warns(RuntimeWarning, match="FFN kernel unavailable"):
         torch.manual_seed(0)
         out = ffn_kernel.gelu_dropout(x, 0.5, True, dropout)
     torch.manual_seed(0)

@@ -26,6 +26,8 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -50,6 +52,25 @@ FLAGS = (
     "-fPIC",
     "-shared",
 )
+
+
+_switch = {"on": False}
+
+
+@contextmanager
+def use(on: bool) -> Iterator[None]:
+    """Inside: the models' CPU training runs the kernels that ``enabled`` gates
+    (``train.native_kernels``); each falls back by itself where it cannot be built."""
+    previous = _switch["on"]
+    _switch["on"] = on
+    try:
+        yield
+    finally:
+        _switch["on"] = previous
+
+
+def enabled() -> bool:
+    return _switch["on"]
 
 
 class KernelUnavailable(RuntimeError):

@@ -7,7 +7,7 @@ torch's threads: the mask is a hash of each element's index and of a seed drawn 
 torch's generator (so ``torch.manual_seed`` fixes it), and backward recomputes it from
 the seed instead of keeping it. An element is kept with probability 1 - k / 2^32,
 k = round(p 2^32), and scaled by the exact inverse. GELU is the exact (erf) form, to
-2e-7. ``use(True)`` (``train.native_kernels``) turns it on for CPU training; elsewhere,
+2e-7. ``kernels.use(True)`` (``train.native_kernels``) turns it on for CPU training; elsewhere,
 and where the kernel cannot be built (once warned), the FFN runs unfused.
 """
 
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -26,18 +24,7 @@ from torch import Tensor
 
 from hymoerec import kernels
 
-_state = {"enabled": False, "failed": False}
-
-
-@contextmanager
-def use(on: bool) -> Iterator[None]:
-    """Inside: training FFNs on the CPU run GELU and dropout through the kernel."""
-    previous = _state["enabled"]
-    _state["enabled"] = on
-    try:
-        yield
-    finally:
-        _state["enabled"] = previous
+_state = {"failed": False}
 
 
 @cache
@@ -87,7 +74,7 @@ class GeluDropout(torch.autograd.Function):
 def fits(x: Tensor, p: float, training: bool) -> bool:
     """Whether the kernel takes this call."""
     return (
-        _state["enabled"]
+        kernels.enabled()
         and not _state["failed"]
         and training
         and 0.0 < p < 1.0

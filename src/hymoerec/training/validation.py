@@ -12,11 +12,12 @@ from contextlib import contextmanager
 
 import torch
 
+from hymoerec import kernels
 from hymoerec.config import TrainConfig
 from hymoerec.data.protocol import SequenceData
 from hymoerec.evaluation.evaluator import FactorScorer, evaluate_rankings
 from hymoerec.evaluation.metrics import RankingResult
-from hymoerec.models import ffn_kernel, scan
+from hymoerec.models import scan
 from hymoerec.models.base import SequentialModel
 
 
@@ -27,7 +28,7 @@ def numerics(config: TrainConfig, device: torch.device) -> Iterator[None]:
     with (
         torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)),
         scan.use(config.compile_scan, config.native_kernels),
-        ffn_kernel.use(config.native_kernels),
+        kernels.use(config.native_kernels),
     ):
         yield
 
