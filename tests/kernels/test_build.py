@@ -140,3 +140,21 @@ def test_no_compiler_leaves_the_ffn_unfused_with_one_warning(
     torch.testing.assert_close(out, dropout(torch.nn.functional.gelu(x)))
     assert ffn_kernel._state["failed"]
     ffn_kernel.library.cache_clear()
+
+
+def test_no_compiler_leaves_the_convolution_unfused_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hymoerec.models import conv_kernel
+
+    conv_kernel.library.cache_clear()
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    monkeypatch.setitem(conv_kernel._state, "failed", False)
+    conv = torch.nn.Conv1d(4, 4, 4, groups=4, padding=3)
+    x = torch.randn(2, 7, 4)
+    with kernels.use(True), pytest.warns(RuntimeWarning, match="convolution kernel unavailable"):
+        out = conv_kernel.conv_silu(x, conv)
+    expected = torch.nn.functional.silu(conv(x.transpose(1, 2))[..., :7]).transpose(1, 2)
+    torch.testing.assert_close(out, expected)
+    assert conv_kernel._state["failed"]
+    conv_kernel.library.cache_clear()

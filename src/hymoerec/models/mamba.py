@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hymoerec.models import scan
+from hymoerec.models.conv_kernel import conv_silu
 
 
 def _load_cuda_scan() -> Callable[..., Tensor] | None:
@@ -198,15 +199,13 @@ class Mamba(nn.Module):
     def forward(self, x: Tensor, last: Tensor | None = None) -> Tensor:
         """(B, L, d_model) -> (B, L, d_model); with ``last`` ((B,) positions), only the
         output at those positions: (B, 1, d_model), computed by ``last_state_scan``."""
-        length = x.size(1)
         if last is None:
             u, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, Di) each
         else:  # the gate z is needed at the last positions only
             w_u, w_z = self.in_proj.weight.chunk(2, dim=0)
             rows = torch.arange(x.size(0), device=x.device)
             u, z = F.linear(x, w_u), F.linear(x[rows, last][:, None], w_z)  # z: (B, 1, Di)
-        u = self.conv1d(u.transpose(1, 2))[..., :length]  # causal: left padding only
-        u = F.silu(u).transpose(1, 2)  # (B, L, Di)
+        u = conv_silu(u, self.conv1d)  # (B, L, Di), causal: left padding only
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         A = -torch.exp(self.A_log.float())  # (Di, N)
         if last is not None:
