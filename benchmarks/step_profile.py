@@ -4,6 +4,7 @@
     python benchmarks/step_profile.py --model hymoerec --eval  # one full validation ranking
     python benchmarks/step_profile.py --dropout  # F.dropout against layers.Dropout
     python benchmarks/step_profile.py --ffn  # the point-wise FFN, GELU and dropout fused or not
+    python benchmarks/step_profile.py --conv  # the mixer's convolution and SiLU, fused or not
 
 Builds both trainers of ``benchmarks/train_speed.py`` (same seed, same batches), warms
 each up on one batch, then profiles ``--steps`` batches of each precision under
@@ -64,7 +65,11 @@ def main() -> None:
     parser.add_argument("--eval", action="store_true", help="profile one validation ranking")
     parser.add_argument("--dropout", action="store_true", help="time the two dropout masks")
     parser.add_argument("--ffn", action="store_true", help="time the FFN with its GELU fused")
+    parser.add_argument("--conv", action="store_true", help="time the mixer's convolution")
     args = parser.parse_args()
+    if args.conv:
+        conv_speed()
+        return
     if args.dropout:
         dropout_speed()
         return
@@ -185,6 +190,39 @@ def ffn_speed(tokens: int = 6400, d_model: int = 64, inner: int = 256, p: float 
             print(
                 f"{precision:8s} {name:20s} {value:6.2f} ms  {base / value:.2f}x ({tokens} tokens)"
             )
+
+
+def conv_speed(shape: tuple[int, int, int] = (32, 200, 128), width: int = 4) -> None:
+    """Median ms of the mixer's causal depthwise convolution and SiLU, forward and
+    backward, on u as ``in_proj`` leaves it (half of a (B, L, 2 Di) output): unfused and
+    as the C kernel (``conv_kernel``); float32 and bf16 autocast, alternating, 21 rounds."""
+    import statistics
+
+    from hymoerec import kernels
+    from hymoerec.models.conv_kernel import conv_silu
+
+    torch.manual_seed(0)
+    batch, length, d_inner = shape
+    conv = torch.nn.Conv1d(d_inner, d_inner, width, groups=d_inner, padding=width - 1)
+    projection = torch.randn(batch, length, 2 * d_inner, requires_grad=True)
+    grad = torch.randn(shape)
+    print(f"convolution + SiLU on u of shape {shape}, width {width}")
+    for bf16 in (False, True):
+        times: dict[str, list[float]] = defaultdict(list)
+        for _ in range(21):
+            for name in ("unfused", "fused"):
+                with (
+                    kernels.use(name == "fused"),
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16),
+                ):
+                    begin = time.perf_counter()
+                    u = projection[..., :d_inner]
+                    conv_silu(u.to(torch.bfloat16) if bf16 else u, conv).backward(grad)
+                    times[name].append(1e3 * (time.perf_counter() - begin))
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        for name, value in medians.items():
+            precision = "bf16" if bf16 else "float32"
+            print(f"{precision:8s} {name:8s} {value:6.2f} ms  {medians['unfused'] / value:.2f}x")
 
 
 def report(prof: profile, count: int, top: int) -> None:
