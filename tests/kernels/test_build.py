@@ -7,6 +7,7 @@ import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -122,39 +123,43 @@ def test_the_kernel_runs_on_torchs_own_openmp_runtime() -> None:
     assert len(runtimes) <= 1, runtimes
 
 
-def test_no_compiler_leaves_the_ffn_unfused_with_one_warning(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from hymoerec.models import ffn_kernel
+def _ffn_either_way() -> tuple[torch.Tensor, torch.Tensor]:
+    from hymoerec.models.ffn_kernel import gelu_dropout
     from hymoerec.models.layers import Dropout
 
-    ffn_kernel.library.cache_clear()
-    monkeypatch.setenv("CC", "/nonexistent/cc")
-    monkeypatch.setitem(ffn_kernel._state, "failed", False)
-    x = torch.randn(64)
-    dropout = Dropout(0.5)
-    with kernels.use(True), pytest.warns(RuntimeWarning, match="FFN kernel unavailable"):
-        torch.manual_seed(0)
-        out = ffn_kernel.gelu_dropout(x, 0.5, True, dropout)
+    x, dropout = torch.randn(64), Dropout(0.5)
     torch.manual_seed(0)
-    torch.testing.assert_close(out, dropout(torch.nn.functional.gelu(x)))
-    assert ffn_kernel._state["failed"]
-    ffn_kernel.library.cache_clear()
+    out = gelu_dropout(x, 0.5, True, dropout)
+    torch.manual_seed(0)
+    return out, dropout(torch.nn.functional.gelu(x))
 
 
-def test_no_compiler_leaves_the_convolution_unfused_with_one_warning(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from hymoerec.models import conv_kernel
+def _conv_either_way() -> tuple[torch.Tensor, torch.Tensor]:
+    from hymoerec.models.conv_kernel import conv_silu
 
-    conv_kernel.library.cache_clear()
-    monkeypatch.setenv("CC", "/nonexistent/cc")
-    monkeypatch.setitem(conv_kernel._state, "failed", False)
-    conv = torch.nn.Conv1d(4, 4, 4, groups=4, padding=3)
-    x = torch.randn(2, 7, 4)
-    with kernels.use(True), pytest.warns(RuntimeWarning, match="convolution kernel unavailable"):
-        out = conv_kernel.conv_silu(x, conv)
+    conv, x = torch.nn.Conv1d(4, 4, 4, groups=4, padding=3), torch.randn(2, 7, 4)
     expected = torch.nn.functional.silu(conv(x.transpose(1, 2))[..., :7]).transpose(1, 2)
+    return conv_silu(x, conv), expected
+
+
+@pytest.mark.parametrize(
+    ("module", "run", "message"),
+    [
+        ("ffn_kernel", _ffn_either_way, "FFN kernel unavailable"),
+        ("conv_kernel", _conv_either_way, "convolution kernel unavailable"),
+    ],
+)
+def test_no_compiler_leaves_the_layer_unfused_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, module: str, run: Any, message: str
+) -> None:
+    import importlib
+
+    kernel = importlib.import_module(f"hymoerec.models.{module}")
+    kernel.library.cache_clear()
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    monkeypatch.setitem(kernel._state, "failed", False)
+    with kernels.use(True), pytest.warns(RuntimeWarning, match=message):
+        out, expected = run()
     torch.testing.assert_close(out, expected)
-    assert conv_kernel._state["failed"]
-    conv_kernel.library.cache_clear()
+    assert kernel._state["failed"]
+    kernel.library.cache_clear()

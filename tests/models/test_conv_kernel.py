@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hymoerec import kernels
-from hymoerec.models import build_model, conv_kernel
+from hymoerec.models import conv_kernel
+from tests.models.tiny import count_calls, same_model_either_way
 
 
 @pytest.fixture(autouse=True)
@@ -65,21 +66,4 @@ def test_bfloat16_input_gives_the_float32_result_rounded() -> None:
 def test_the_mixer_gives_the_same_output_and_gradients_with_the_kernel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls = []
-    original = conv_kernel.ConvSilu.apply
-    monkeypatch.setattr(conv_kernel.ConvSilu, "apply", lambda *a: calls.append(1) or original(*a))
-    torch.manual_seed(0)
-    model = build_model("hymoerec", {"hidden_size": 16, "d_state": 4, "dropout": 0.0}, 30)
-    items = torch.randint(1, 31, (3, 11))
-    results = []
-    for on in (False, True):
-        model.zero_grad()
-        with kernels.use(on):
-            hidden = model(items).hidden
-        (hidden * torch.linspace(-1, 1, 16)).sum().backward()
-        results.append((hidden, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
-    assert calls, "the kernel was not used"
-    (plain, plain_grads), (fused, fused_grads) = results
-    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-4)
-    for a, e in zip(fused_grads, plain_grads, strict=True):
-        torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-4)
+    same_model_either_way(kernels.use, count_calls(monkeypatch, conv_kernel.ConvSilu, "apply"))

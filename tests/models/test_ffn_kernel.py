@@ -12,6 +12,7 @@ from hymoerec.config import TrainConfig
 from hymoerec.models import ffn_kernel
 from hymoerec.models.layers import Dropout, PointWiseFFN
 from hymoerec.training.validation import numerics
+from tests.models.tiny import count_calls
 
 
 @pytest.fixture(autouse=True)
@@ -76,9 +77,7 @@ def test_bfloat16_gives_the_float32_result_rounded() -> None:
 def test_the_ffn_uses_the_kernel_in_training_with_the_switch_on_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls = []
-    original = ffn_kernel.GeluDropout.apply
-    monkeypatch.setattr(ffn_kernel.GeluDropout, "apply", lambda *a: calls.append(1) or original(*a))
+    calls = count_calls(monkeypatch, ffn_kernel.GeluDropout, "apply")
     ffn = PointWiseFFN(8, 32, 0.2)
     x = torch.randn(4, 5, 8)
     ffn(x)

@@ -11,6 +11,7 @@ from hymoerec.models import build_model, scan, scan_kernel
 from hymoerec.models.mamba import SelectiveScan
 from hymoerec.models.scan_kernel import NativeScan, native_scan
 from tests.models.test_mamba import recurrence, scan_inputs
+from tests.models.tiny import count_calls, same_model_either_way
 
 
 @pytest.fixture(autouse=True)
@@ -102,24 +103,7 @@ def test_kernel_takes_float32_cpu_tensors_only() -> None:
 def test_the_model_trains_through_the_kernel_with_the_loops_gradients(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls = []
-    original = NativeScan.apply
-    monkeypatch.setattr(NativeScan, "apply", lambda *a: calls.append(1) or original(*a))
-    torch.manual_seed(0)
-    model = build_model("hymoerec", {"hidden_size": 16, "d_state": 4, "dropout": 0.0}, 30)
-    items = torch.randint(1, 31, (3, 11))
-    outputs = []
-    for compiled in (False, True):
-        model.zero_grad()
-        with scan.use(compiled):
-            hidden = model(items).hidden
-        (hidden * torch.linspace(-1, 1, 16)).sum().backward()
-        outputs.append((hidden, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
-    assert calls, "the kernel was not used"
-    (plain, plain_grads), (native, native_grads) = outputs
-    torch.testing.assert_close(native, plain, atol=1e-5, rtol=1e-4)
-    for a, e in zip(native_grads, plain_grads, strict=True):
-        torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-4)
+    same_model_either_way(scan.use, count_calls(monkeypatch, NativeScan, "apply"))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -156,9 +140,7 @@ def test_last_output_kernel_rejects_positions_outside_the_history() -> None:
 
 
 def test_ranking_goes_through_the_last_output_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    original = scan_kernel.native_last_output
-    monkeypatch.setattr(scan, "native_last_output", lambda *a: calls.append(1) or original(*a))
+    calls = count_calls(monkeypatch, scan, "native_last_output")
     torch.manual_seed(0)
     model = build_model("hymoerec", {"hidden_size": 16, "d_state": 4}, 30).eval()
     items = torch.randint(1, 31, (3, 11))

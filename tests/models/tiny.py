@@ -37,3 +37,33 @@ def right_padded(lengths: list[int], width: int, seed: int = 0) -> torch.Tensor:
     items = torch.randint(1, NUM_ITEMS + 1, (len(lengths), width), generator=g)
     position = torch.arange(width)
     return torch.where(position < torch.tensor(lengths)[:, None], items, 0)
+
+
+def count_calls(monkeypatch: Any, owner: Any, attribute: str) -> list[int]:
+    """Wrap ``owner.attribute`` so that each call appends to the returned list."""
+    calls: list[int] = []
+    original = getattr(owner, attribute)
+    monkeypatch.setattr(owner, attribute, lambda *a: calls.append(1) or original(*a))
+    return calls
+
+
+def same_model_either_way(switch: Any, calls: list[int]) -> None:
+    """A tiny HyMoERec's output and parameter gradients with ``switch(False)`` and
+    ``switch(True)`` (context managers) agree, and the ``True`` side made ``calls``."""
+    torch.manual_seed(0)
+    from hymoerec.models import build_model
+
+    model = build_model("hymoerec", {"hidden_size": 16, "d_state": 4, "dropout": 0.0}, 30)
+    items = torch.randint(1, 31, (3, 11))
+    results = []
+    for on in (False, True):
+        model.zero_grad()
+        with switch(on):
+            hidden = model(items).hidden
+        (hidden * torch.linspace(-1, 1, 16)).sum().backward()
+        results.append((hidden, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+        assert bool(calls) == on, "the kernel was used only with the switch on"
+    (plain, plain_grads), (switched, switched_grads) = results
+    torch.testing.assert_close(switched, plain, atol=1e-5, rtol=1e-4)
+    for a, e in zip(switched_grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-4)

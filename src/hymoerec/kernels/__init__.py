@@ -26,6 +26,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -75,6 +76,11 @@ def enabled() -> bool:
 
 class KernelUnavailable(RuntimeError):
     """A native kernel that cannot be built or loaded here; the message says why."""
+
+
+def warn_unavailable(what: str, error: KernelUnavailable, instead: str) -> None:
+    """The one warning a caller gives when it stops trying a kernel for the process."""
+    warnings.warn(f"{what} unavailable ({error}); {instead}", RuntimeWarning, stacklevel=3)
 
 
 def compiler() -> str:

@@ -13,7 +13,6 @@ unfused operators.
 from __future__ import annotations
 
 import ctypes
-import warnings
 from functools import cache
 from typing import Any
 
@@ -99,10 +98,6 @@ def conv_silu(x: Tensor, conv: nn.Conv1d) -> Tensor:
             return out
         except kernels.KernelUnavailable as error:
             _state["failed"] = True
-            warnings.warn(
-                f"convolution kernel unavailable ({error}); running it unfused",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            kernels.warn_unavailable("convolution kernel", error, "running it unfused")
     length = x.size(1)
     return F.silu(conv(x.transpose(1, 2))[..., :length]).transpose(1, 2)  # causal

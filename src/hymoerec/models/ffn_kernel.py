@@ -14,7 +14,6 @@ and where the kernel cannot be built (once warned), the FFN runs unfused.
 from __future__ import annotations
 
 import ctypes
-import warnings
 from functools import cache
 from typing import Any
 
@@ -93,10 +92,6 @@ def gelu_dropout(x: Tensor, p: float, training: bool, dropout: torch.nn.Module) 
             return out
         except kernels.KernelUnavailable as error:
             _state["failed"] = True
-            warnings.warn(
-                f"FFN kernel unavailable ({error}); running GELU and dropout unfused",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            kernels.warn_unavailable("FFN kernel", error, "running GELU and dropout unfused")
     result: Tensor = dropout(F.gelu(x))
     return result

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hymoerec import kernels
 from hymoerec.kernels import KernelUnavailable
 from hymoerec.models.scan_kernel import native_last_output, native_scan
 
@@ -257,11 +258,7 @@ def training_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> 
 def _without_native(error: KernelUnavailable) -> None:
     """Warn once that the C kernel is unavailable and use the chunks from now on."""
     _state["native_failed"] = True
-    warnings.warn(
-        f"scan kernel unavailable ({error}); using the compiled chunks",
-        RuntimeWarning,
-        stacklevel=3,
-    )
+    kernels.warn_unavailable("scan kernel", error, "using the compiled chunks")
 
 
 def chunked_scan(
