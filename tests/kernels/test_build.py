@@ -163,3 +163,47 @@ def test_no_compiler_leaves_the_layer_unfused_with_one_warning(
     torch.testing.assert_close(out, expected)
     assert kernel._state["failed"]
     kernel.library.cache_clear()
+
+
+def test_a_killed_builds_temporary_is_removed_by_the_next_build(private_cache: Path) -> None:
+    target = kernels.library_path("scan")
+    target.parent.mkdir(parents=True)
+    stale = target.parent / f".{target.stem}.tmp-killed"
+    fresh = target.parent / f".{target.stem}.tmp-running"
+    for path in (stale, fresh):
+        path.write_bytes(b"half a library")
+    old = stale.stat().st_mtime - kernels.STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    kernels.load("scan")
+    assert not stale.exists()
+    assert fresh.exists()  # it may be another process's build in progress
+
+
+def test_a_build_killed_midway_leaves_no_library_and_the_next_one_succeeds(
+    tmp_path: Path, private_cache: Path
+) -> None:
+    import signal
+    import subprocess
+    import time
+
+    script = (
+        'case "$*" in *--version*) echo slow 1.0; exit 0;; esac\n'
+        'out=""; take=0\n'
+        'for a in "$@"; do if [ $take = 1 ]; then out=$a; fi; take=0; '
+        'if [ "$a" = "-o" ]; then take=1; fi; done\n'
+        'echo half > "$out"; sleep 60\n'
+    )
+    slow = fake_compiler(tmp_path, script)
+    env = {**os.environ, "CC": slow, "HYMOEREC_CACHE": str(private_cache.parent)}
+    code = "from hymoerec import kernels; kernels.load('scan')"
+    build = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while not list(private_cache.glob(".scan-*.tmp-*")) and time.time() < deadline:
+            time.sleep(0.1)
+        assert list(private_cache.glob(".scan-*.tmp-*")), "the build never started"
+    finally:
+        os.killpg(build.pid, signal.SIGKILL)  # the process and its compiler
+        build.wait()
+    assert not list(private_cache.glob("scan-*.so"))  # nothing under a final name
+    assert hasattr(kernels.load("scan"), "scan_forward")  # the real compiler, from scratch

@@ -10,7 +10,8 @@ the machine's own instruction set (``-march=native``) and kept in
 hashes the sources, the compiler, its flags and the CPU, so a cache shared between
 machines never hands one a library it cannot run. A build writes a temporary file and
 renames it into place, so processes that build at once, or a build that is killed,
-never leave a half-written library under the final name; a cached library that fails to
+never leave a half-written library under the final name (the next build removes a
+killed build's temporary); a cached library that fails to
 load is built again.
 
 Callers catch :class:`KernelUnavailable` (no compiler, a failed build) and fall back to
@@ -19,6 +20,7 @@ their PyTorch implementation.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -26,6 +28,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,9 +124,17 @@ def library_path(name: str) -> Path:
     return cache_dir() / "kernels" / f"{name}-{key}.so"
 
 
+STALE_SECONDS = 600  # a temporary this old belongs to a build that was killed
+
+
 def _build(source: Path, target: Path, cc: str) -> None:
-    """Compile ``source`` into ``target`` through a temporary file in the same folder."""
+    """Compile ``source`` into ``target`` through a temporary file in the same folder,
+    removing the temporaries that killed builds of it left behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.stem}.tmp-*"):
+        with contextlib.suppress(OSError):  # another process may remove it first
+            if time.time() - stale.stat().st_mtime > STALE_SECONDS:
+                stale.unlink()
     handle, temporary = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", dir=target.parent)
     os.close(handle)
     try:
