@@ -43,6 +43,8 @@ def summary(run: Path, thresholds: tuple[float, ...]) -> dict:
         "run": run.name,
         "bf16": bool(config["train"]["bf16"]),
         "compile_scan": bool(config["train"].get("compile_scan", False)),
+        # runs from before train.native_kernels existed ran without the C kernels
+        "native_kernels": bool(config["train"].get("native_kernels", False)),
         "seed": config["train"]["seed"],
         "best_epoch": final["best_epoch"],
         "valid": final["valid"]["NDCG@10"],
@@ -81,6 +83,7 @@ def main() -> None:
         precision = ("bf16" if r["bf16"] else "float32") + (
             " + compiled scan" if r["compile_scan"] else ""
         )
+        precision += " + C kernels" if r["native_kernels"] else ""
         cells = [
             f"{r['reached'][t][0]:.0f} ({r['reached'][t][1]})" if r["reached"][t] else "not reached"
             for t in thresholds
