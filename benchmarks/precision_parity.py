@@ -1,6 +1,7 @@
 """float32 against bfloat16 training, run by run and user by user.
 
     python benchmarks/precision_parity.py runs/precision/ml-1m-hymoerec-*
+    python benchmarks/precision_parity.py --group native_kernels RUN RUN ...  # C kernels
 
 Each argument is a finished run directory (``hymoerec train --out DIR``); the runs are
 grouped by the precision their ``config.yaml`` records (``train.bf16``) and paired by
@@ -58,6 +59,10 @@ def summary(run: Path, thresholds: tuple[float, ...]) -> dict:
     }
 
 
+# what the two sides of a comparison differ in: (the side without, the side with)
+GROUPS = {"bf16": ("float32", "bf16"), "native_kernels": ("without the kernels", "C kernels")}
+
+
 def mean_sd(values: list[float]) -> str:
     spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
     return f"{statistics.mean(values):.4f}{spread}"
@@ -69,9 +74,17 @@ def main() -> None:
     )
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--thresholds", default="0.10,0.12", help="validation NDCG@10 levels")
+    parser.add_argument(
+        "--group",
+        choices=sorted(GROUPS),
+        default="bf16",
+        help="what the two sides differ in: the precision or the C kernels",
+    )
     args = parser.parse_args()
+    key = args.group
+    base, other = GROUPS[key]
     thresholds = tuple(float(t) for t in args.thresholds.split(","))
-    rows = sorted((summary(r, thresholds) for r in args.runs), key=lambda r: (r["seed"], r["bf16"]))
+    rows = sorted((summary(r, thresholds) for r in args.runs), key=lambda r: (r["seed"], r[key]))
 
     reach = " | ".join(f"s (epoch) to {t:.2f}" for t in thresholds)
     print(
@@ -94,28 +107,28 @@ def main() -> None:
             f"| {r['test_excluded']:.4f} / {r['hr_excluded']:.4f} | {r['epoch_s']:.0f} "
             f"| {' | '.join(cells)} |"
         )
-    sides = {bf16: [r for r in rows if r["bf16"] == bf16] for bf16 in (False, True)}
+    sides = {on: [r for r in rows if r[key] == on] for on in (False, True)}
     if not sides[False] or not sides[True]:
         return
     print()
-    for key, label in [("test_kept", "kept"), ("test_excluded", "excluded"), ("valid", "valid")]:
-        f32 = [r[key] for r in sides[False]]
-        bf16 = [r[key] for r in sides[True]]
-        noise = f", float32 seed spread {max(f32) - min(f32):.4f}" if len(f32) > 1 else ""
+    for metric, label in [("test_kept", "kept"), ("test_excluded", "excluded"), ("valid", "valid")]:
+        off = [r[metric] for r in sides[False]]
+        on = [r[metric] for r in sides[True]]
+        noise = f", {base} seed spread {max(off) - min(off):.4f}" if len(off) > 1 else ""
         print(
-            f"NDCG@10 {label}: float32 {mean_sd(f32)}, bf16 {mean_sd(bf16)}, "
-            f"bf16 / float32 {statistics.mean(bf16) / statistics.mean(f32):.3f}{noise}"
+            f"NDCG@10 {label}: {base} {mean_sd(off)}, {other} {mean_sd(on)}, "
+            f"{other} / {base} {statistics.mean(on) / statistics.mean(off):.3f}{noise}"
         )
-    comparisons = [("bf16 - float32, seeds averaged per user", sides[True], sides[False])]
+    comparisons = [(f"{other} - {base}, seeds averaged per user", sides[True], sides[False])]
     comparisons += [
-        (f"bf16 - float32, seed {a['seed']}", [a], [b])
+        (f"{other} - {base}, seed {a['seed']}", [a], [b])
         for a, b in zip(sides[True], sides[False], strict=False)
         if a["seed"] == b["seed"]
     ]
-    if len(sides[False]) > 1:  # the yardstick: two float32 runs that differ only by seed
+    if len(sides[False]) > 1:  # the yardstick: two base runs that differ only by seed
         first, second = sides[False][:2]
         comparisons.append(
-            (f"float32 seed {second['seed']} - seed {first['seed']}", [second], [first])
+            (f"{base} seed {second['seed']} - seed {first['seed']}", [second], [first])
         )
     for label, a_runs, b_runs in comparisons:
         print_paired(label, a_runs, b_runs)
