@@ -118,15 +118,16 @@ class TrainConfig:
     # NDCG@10 with the history kept and reaches validation NDCG@10 0.12 later or never
     # (docs/training.md "bfloat16")
     bf16: bool | None = False
-    # CPU: run the Mamba selective scan compiled: training through the C kernel below,
-    # ranking as torch.compile-fused chunks (hymoerec.models.scan); each process pays the
-    # compilation once in its first steps (both cache their kernels on disk), and a machine
-    # without a C compiler falls back to the per-step scan with a warning
+    # CPU: run the Mamba selective scan compiled, through the C kernels below or as
+    # torch.compile-fused chunks (hymoerec.models.scan); compilation is paid once (both
+    # cache their kernels on disk), and a machine without a C compiler falls back to the
+    # per-step scan with a warning
     compile_scan: bool = False
     # CPU: the C kernels of hymoerec/kernels, built with the system compiler on first use
-    # (about a second each) and falling back with a warning where none works: the Mamba
-    # scan (with compile_scan; 2.65x the Inductor chunks on a (32, 200) batch) and the
-    # FFN's GELU and dropout fused (docs/training.md "Speed"); false: neither
+    # (about a second each), each falling back with a warning where none works: the Mamba
+    # scan for training and ranking (with compile_scan), the mixer's convolution and SiLU,
+    # and the FFN's GELU and dropout; 1.42x a float32 HyMoERec epoch on ML-1M
+    # (docs/training.md "Speed"); false: none of them
     native_kernels: bool = True
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     threads: int = 0  # torch CPU threads; 0 = automatic (see hymoerec.runtime)

@@ -15,6 +15,11 @@ The same chunk functions run uncompiled too (``compiled=False``): that is the re
 the tests hold the compiled kernels to. Compiling needs a C++ compiler; when it fails the
 scan warns once and falls back to the per-step loop of ``hymoerec.models.mamba`` for the
 rest of the process.
+
+With ``use(True, native=True)`` (``train.native_kernels``) the training scan and the
+ranking's last-position state go through the C kernels of ``scan_kernel`` first, which
+do the same work without chunks (2.65x and 1.9x these); the chunks remain their
+fall-back where those cannot be built.
 """
 
 from __future__ import annotations
@@ -130,8 +135,8 @@ _state = {"enabled": False, "failed": False, "native": True, "native_failed": Fa
 
 @contextmanager
 def use(on: bool, native: bool = True) -> Iterator[None]:
-    """Inside: CPU scans run compiled when ``on`` (``train.compile_scan``); training
-    scans as the C kernel when ``native`` (``train.native_kernels``), else as chunks."""
+    """Inside: CPU scans run compiled when ``on`` (``train.compile_scan``): through the
+    C kernels when ``native`` (``train.native_kernels``), else as chunks."""
     previous = dict(_state)
     _state["enabled"], _state["native"] = on, native
     try:
