@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hymoerec import kernels
-from hymoerec.kernels import KernelUnavailable
 from hymoerec.models.scan_kernel import native_last_output, native_scan
 
 CHUNK = 8  # time steps per fused kernel call: Inductor unrolls them
@@ -255,12 +254,12 @@ def training_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> 
     if _state["native"] and not _state["native_failed"]:
         try:
             return native_scan(u, delta, A, B, C)
-        except KernelUnavailable as error:
+        except kernels.KernelUnavailable as error:
             _without_native(error)
     return chunked_scan(u, delta, A, B, C)
 
 
-def _without_native(error: KernelUnavailable) -> None:
+def _without_native(error: kernels.KernelUnavailable) -> None:
     """Warn once that the C kernel is unavailable and use the chunks from now on."""
     _state["native_failed"] = True
     kernels.warn_unavailable("scan kernel", error, "using the compiled chunks")
@@ -302,7 +301,7 @@ def last_output(
     if compiled and _state["native"] and not _state["native_failed"]:
         try:
             return native_last_output(u, delta, A, B, C_last, last, delta_bias)
-        except KernelUnavailable as error:
+        except kernels.KernelUnavailable as error:
             _without_native(error)
     end = int(last.max()) + 1
     if end < FINAL_CHUNK:  # too short for one whole chunk: pad (a tiny copy)

@@ -120,10 +120,9 @@ def native_last_output(
     if len({u.dtype, delta.dtype, B.dtype}) > 1 or u.dtype not in (torch.float32, torch.bfloat16):
         u, delta, B = u.float(), delta.float(), B.float()
     _checked(u, delta, B, dtypes=(torch.float32, torch.bfloat16))
-    _checked(A.float(), C_last.float())
     B = B if B.stride(-1) == 1 else B.contiguous()
-    A = A.float().contiguous()
-    C_last = C_last.float().contiguous()
+    A, C_last = A.float().contiguous(), C_last.float().contiguous()
+    _checked(A, C_last)
     bias = None if delta_bias is None else delta_bias.float().contiguous()
     last = last.to(torch.long).contiguous()
     if len(last) and (int(last.min()) < 0 or int(last.max()) >= u.size(1)):
