@@ -5,6 +5,7 @@
     python benchmarks/step_profile.py --dropout  # F.dropout against layers.Dropout
     python benchmarks/step_profile.py --ffn  # the point-wise FFN, GELU and dropout fused or not
     python benchmarks/step_profile.py --conv  # the mixer's convolution and SiLU, fused or not
+    python benchmarks/step_profile.py --softmax  # the chunked loss, its softmax native or not
 
 Builds both trainers of ``benchmarks/train_speed.py`` (same seed, same batches), warms
 each up on one batch, then profiles ``--steps`` batches of each precision under
@@ -66,9 +67,13 @@ def main() -> None:
     parser.add_argument("--dropout", action="store_true", help="time the two dropout masks")
     parser.add_argument("--ffn", action="store_true", help="time the FFN with its GELU fused")
     parser.add_argument("--conv", action="store_true", help="time the mixer's convolution")
+    parser.add_argument("--softmax", action="store_true", help="time the loss's softmax kernel")
     args = parser.parse_args()
     if args.conv:
         conv_speed()
+        return
+    if args.softmax:
+        softmax_speed()
         return
     if args.dropout:
         dropout_speed()
@@ -190,6 +195,38 @@ def ffn_speed(tokens: int = 6400, d_model: int = 64, inner: int = 256, p: float 
             print(
                 f"{precision:8s} {name:20s} {value:6.2f} ms  {base / value:.2f}x ({tokens} tokens)"
             )
+
+
+def softmax_speed(targets: int = 6400, items: int = 3416, dim: int = 64) -> None:
+    """Median ms of the chunked CE, forward and backward, on a (32, 200) ML-1M batch's
+    targets: torch's softmax and the C kernel (``softmax_kernel``); float32 and bf16
+    autocast, alternating, 21 rounds."""
+    import statistics
+
+    from hymoerec import kernels
+    from hymoerec.training.loss import chunked_softmax_ce
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(targets, dim, generator=g, requires_grad=True)
+    weights = (0.3 * torch.randn(items + 1, dim, generator=g)).requires_grad_()
+    labels = torch.randint(1, items + 1, (targets,), generator=g)
+    print(f"chunked CE, {targets} targets x {items} items, D = {dim}")
+    for bf16 in (False, True):
+        times: dict[str, list[float]] = defaultdict(list)
+        for _ in range(21):
+            for name in ("torch softmax", "C kernel"):
+                with (
+                    kernels.use(name == "C kernel"),
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16),
+                ):
+                    begin = time.perf_counter()
+                    chunked_softmax_ce(hidden, weights, labels).backward()
+                    times[name].append(1e3 * (time.perf_counter() - begin))
+        medians = {name: statistics.median(values[1:]) for name, values in times.items()}
+        base = medians["torch softmax"]
+        for name, value in medians.items():
+            precision = "bf16" if bf16 else "float32"
+            print(f"{precision:8s} {name:14s} {value:6.2f} ms  {base / value:.2f}x")
 
 
 def conv_speed(shape: tuple[int, int, int] = (32, 200, 128), width: int = 4) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,13 @@ def test_bf16_auto_follows_the_cpu_flags_and_an_explicit_choice_wins(
     assert runtime.resolve_bf16(True, cpu) is True
     monkeypatch.setattr(runtime, "CPUINFO", tmp_path / "missing")  # not Linux: no auto bf16
     assert runtime.native_bf16(cpu) is False
+
+
+def test_onednn_keeps_more_kernels_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    runtime.configure_threads(1)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(runtime.PRIMITIVE_CACHE)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
+    runtime.configure_threads(1)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"

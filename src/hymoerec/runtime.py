@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # torch is imported lazily: data commands start without it
 log = logging.getLogger(__name__)
 
 DEVICES = "auto, cpu or cuda[:N]"
+PRIMITIVE_CACHE = 8192  # oneDNN kernels kept (the default is 1,024)
 CPUINFO = Path("/proc/cpuinfo")  # where native_bf16 reads the CPU's instruction sets
 
 
@@ -135,6 +136,9 @@ def configure_threads(requested: int | None = None) -> int:
     if requested is not None and requested < 0:
         raise ValueError(f"--threads {requested}: must be positive (0 = automatic)")
     threads = requested or _omp_threads() or default_threads()
+    # oneDNN (bf16 products on CPU) builds a kernel per product shape and keeps 1,024;
+    # one epoch of variable-length batches needs more (read at its first product)
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(PRIMITIVE_CACHE))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     if not requested:

@@ -142,11 +142,19 @@ def _conv_either_way() -> tuple[torch.Tensor, torch.Tensor]:
     return conv_silu(x, conv), expected
 
 
+def _softmax_either_way() -> tuple[torch.Tensor, torch.Tensor]:
+    from hymoerec.training.loss import chunked_softmax_ce, full_softmax_ce
+
+    hidden, weights, targets = torch.randn(5, 4), torch.randn(9, 4), torch.tensor([1, 8, 3, 3, 2])
+    return chunked_softmax_ce(hidden, weights, targets), full_softmax_ce(hidden, weights, targets)
+
+
 @pytest.mark.parametrize(
     ("module", "run", "message"),
     [
-        ("ffn_kernel", _ffn_either_way, "FFN kernel unavailable"),
-        ("conv_kernel", _conv_either_way, "convolution kernel unavailable"),
+        ("models.ffn_kernel", _ffn_either_way, "FFN kernel unavailable"),
+        ("models.conv_kernel", _conv_either_way, "convolution kernel unavailable"),
+        ("training.softmax_kernel", _softmax_either_way, "softmax kernel unavailable"),
     ],
 )
 def test_no_compiler_leaves_the_layer_unfused_with_one_warning(
@@ -154,7 +162,7 @@ def test_no_compiler_leaves_the_layer_unfused_with_one_warning(
 ) -> None:
     import importlib
 
-    kernel = importlib.import_module(f"hymoerec.models.{module}")
+    kernel = importlib.import_module(f"hymoerec.{module}")
     kernel.library.cache_clear()
     monkeypatch.setenv("CC", "/nonexistent/cc")
     monkeypatch.setitem(kernel._state, "failed", False)

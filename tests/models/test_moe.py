@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from hymoerec.models import moe as moe_module
 from hymoerec.models.layers import PointWiseFFN
 from hymoerec.models.moe import HybridMoE, MoEConfig, balance_loss, top_k_gates, warmup_scale
 
@@ -112,6 +113,27 @@ def test_routed_output_equals_dense_computation_of_every_expert(x: torch.Tensor)
     gates, experts = top_k_gates(moe.router(x), K)
     full_gates = torch.zeros(3, 5, E).scatter(-1, experts, gates)
     torch.testing.assert_close(moe.routed(x, gates, experts), dense_reference(moe, x, full_gates))
+
+
+def test_expert_groups_are_padded_without_changing_any_gradient(
+    x: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moe = make_moe()
+    x = x.clone().requires_grad_()
+    gates, experts = top_k_gates(moe.router(x), K)
+    gates = gates.detach().requires_grad_()
+    full_gates = torch.zeros(3, 5, E).scatter(-1, experts, gates)
+    params = [x, gates, *moe.routed.parameters()]
+    want = torch.autograd.grad(dense_reference(moe, x, full_gates).square().sum(), params)
+    rows: list[int] = []
+    for expert in moe.routed.experts:
+        expert.register_forward_pre_hook(lambda _, args: rows.append(args[0].size(0)))
+    monkeypatch.setattr(moe_module, "GROUP_ROWS", 4)
+    got = torch.autograd.grad(moe.routed(x, gates, experts).square().sum(), params)
+    assert rows and all(r % 4 == 0 for r in rows)  # 15 tokens: every group padded
+    assert sum(rows) > 15 * K
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
 
 
 def test_balance_loss_uniform_is_minus_log_e() -> None:

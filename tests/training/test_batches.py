@@ -5,7 +5,7 @@ from hymoerec.config import ConfigError
 from hymoerec.data.batches import windows
 from hymoerec.data.interactions import Interactions
 from hymoerec.data.protocol import ProtocolConfig, SequenceData, apply_protocol
-from hymoerec.training.batches import BatchSampler
+from hymoerec.training.batches import LENGTH_MULTIPLE, BatchSampler
 
 
 def data_with(sequences: list[list[int]]) -> SequenceData:
@@ -99,3 +99,18 @@ def test_same_seed_same_batches() -> None:
     first = [b.items.tolist() for b in sampler.epoch(np.random.default_rng(7))]
     second = [b.items.tolist() for b in sampler.epoch(np.random.default_rng(7))]
     assert first == second
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_batch_lengths_are_rounded_up_to_a_multiple_up_to_max_len(masked: bool) -> None:
+    data = data_with([list(range(1, n + 2)) for n in (3, 5, 9, 13, 20, 30, 31)])
+    sampler = BatchSampler(data, max_len=12, batch_size=1, masked=masked)
+    widths = []
+    for batch in sampler.epoch(np.random.default_rng(0), mask_token=99, mask_prob=0.5):
+        longest = int((batch.items != 0).sum(dim=1).max())
+        width = batch.items.size(1)
+        assert width == min(-(-longest // LENGTH_MULTIPLE) * LENGTH_MULTIPLE, 12)
+        assert batch.targets.size(1) == width
+        assert (batch.items[:, longest:] == 0).all() and (batch.targets[:, longest:] == 0).all()
+        widths.append(width)
+    assert set(widths) == {8, 12}  # a multiple of 8, or max_len

@@ -44,6 +44,25 @@ def test_chunk_shrinks_on_large_catalogues_with_the_same_loss_and_gradients(
         torch.testing.assert_close(g, w)
 
 
+def test_a_short_last_chunk_is_padded_without_changing_the_loss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hidden, weights, targets = example(targets=37)  # chunks of 16: 16, 16 and 5 targets
+    want = losses.full_softmax_ce(hidden, weights, targets)
+    want_grads = torch.autograd.grad(want, [hidden, weights])
+    rows: list[int] = []
+    original = losses.padded_rows
+    monkeypatch.setattr(losses, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(
+        losses, "padded_rows", lambda h, m: rows.append(original(h, m).size(0)) or original(h, m)
+    )
+    got = losses.chunked_softmax_ce(hidden, weights, targets, chunk=16)
+    assert rows == [16, 16, 8]
+    torch.testing.assert_close(got, want)
+    for g, w in zip(torch.autograd.grad(got, [hidden, weights]), want_grads, strict=True):
+        torch.testing.assert_close(g, w)
+
+
 @pytest.mark.parametrize("size", [64, 16])  # one block; three, the last part-filled
 def test_sampled_softmax_is_the_logq_corrected_softmax_over_its_draws(
     size: int, monkeypatch: pytest.MonkeyPatch

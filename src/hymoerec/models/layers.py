@@ -166,3 +166,10 @@ class TransformerBlock(nn.Module):
         allowed = allowed | torch.eye(length, dtype=torch.bool, device=x.device)  # (B, 1, L, L)
         x = self.norm(x + self.dropout(self.attention(x, allowed)))  # (B, L, D)
         return self.ffn(x, alpha_scale)
+
+
+def padded_rows(rows: Tensor, multiple: int) -> Tensor:
+    """``rows`` (T, D) followed by zero rows up to a multiple of ``multiple`` rows: fewer
+    distinct shapes for the products that take it (oneDNN builds a kernel per shape)."""
+    extra = -rows.size(0) % multiple
+    return F.pad(rows, (0, 0, 0, extra)) if extra else rows

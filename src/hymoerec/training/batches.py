@@ -29,6 +29,8 @@ from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
 from hymoerec.schema import ConfigError
 
+LENGTH_MULTIPLE = 8  # a batch's length is rounded up to a multiple of this (up to max_len)
+
 
 @dataclass(frozen=True)
 class TrainBatch:
@@ -69,6 +71,7 @@ class BatchSampler:
         self.batch_size = batch_size
         self.masked = masked
         self.bucket = bucket
+        self.max_len = max_len
 
     def __len__(self) -> int:
         return -(-len(self.starts) // self.batch_size)
@@ -112,9 +115,13 @@ class BatchSampler:
                 targets[context] = PAD
                 total_targets = int((self.ends[chosen] - self.trained[chosen]).sum())
                 local_targets = int((ends - trained).sum())
+            # PAD columns up to a multiple of LENGTH_MULTIPLE: a few shapes of products
+            # instead of one per length (oneDNN builds a kernel for every new shape)
+            width = min(-(-longest // LENGTH_MULTIPLE) * LENGTH_MULTIPLE, self.max_len)
+            extra = ((0, 0), (0, max(width - longest, 0)))
             yield TrainBatch(
-                torch.from_numpy(inputs),
-                torch.from_numpy(targets),
+                torch.from_numpy(np.pad(inputs, extra, constant_values=PAD)),
+                torch.from_numpy(np.pad(targets, extra, constant_values=PAD)),
                 target_weight=weight * world * local_targets / total_targets,
                 sequence_weight=weight * world * len(mine) / len(chosen),
             )

@@ -28,11 +28,14 @@ from torch import Tensor
 from hymoerec.config import TrainConfig
 from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
+from hymoerec.models.layers import padded_rows
+from hymoerec.training.softmax_kernel import softmax_nll
 
 # loss(hidden (T, D), item table (N + 1, D), targets (T,)) -> mean loss over the targets
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 MAX_CHUNK_LOGITS = 1 << 25  # float32 logits per chunk (128 MiB): 256 targets up to 131k items
+CHUNK_ROWS = 32  # a last, shorter chunk is padded to a multiple of this many targets
 
 
 def full_softmax_ce(hidden: Tensor, weights: Tensor, targets: Tensor) -> Tensor:
@@ -62,15 +65,18 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
             total = torch.zeros((), dtype=torch.float64, device=hidden.device)
             for start in range(0, hidden.size(0), chunk):
                 h, y = h_all[start : start + chunk], targets[start : start + chunk]
+                rows = h.size(0)
+                # a last, shorter chunk is padded with zero rows, which add nothing to
+                # the sums below: a few shapes of products instead of one per batch
+                h = padded_rows(h, min(chunk, CHUNK_ROWS))
                 logits = h @ table_t  # (C, N + 1)
-                logits[:, PAD] = -torch.inf
-                probs = torch.softmax(logits, dim=1)  # (C, N + 1) one fused pass per row
-                total += _target_nll(probs, logits, y).sum()
+                probs, nll = softmax_nll(logits, y)  # (C, N + 1), (rows,)
+                total += nll.sum()
                 # d CE / d logits = softmax - one_hot(target); the one-hot part is added
                 # exactly, in float32, as rows of the table and of the hidden states
-                grad = (probs @ table).float() - weights[y].float()  # (C, D)
+                grad = (probs @ table)[:rows].float() - weights[y].float()  # (C, D)
                 grad_hidden[start : start + chunk] = grad
-                grad_weights.add_(probs.T @ h).index_add_(0, y, h.float(), alpha=-1.0)
+                grad_weights.add_(probs.T @ h).index_add_(0, y, h[:rows].float(), alpha=-1.0)
         count = max(hidden.size(0), 1)
         ctx.save_for_backward(grad_hidden / count, grad_weights / count)
         ctx.hidden_dtype = hidden.dtype
@@ -80,19 +86,6 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None, None, None]:
         grad_hidden, grad_weights = ctx.saved_tensors
         return (grad_hidden * grad).to(ctx.hidden_dtype), grad_weights * grad, None, None, None
-
-
-def _target_nll(probs: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
-    """(C,) -log p(target) from the softmax; rows whose target probability underflows
-    (a logit gap over ~87) take it from their float32 log-sum-exp instead."""
-    p = probs.gather(1, targets[:, None]).squeeze(1).double()  # (C,)
-    nll = -p.log()
-    tiny = p < 1e-30
-    if tiny.any():
-        rows = logits[tiny].float()
-        lse = torch.logsumexp(rows, dim=1) - rows.gather(1, targets[tiny, None]).squeeze(1)
-        nll[tiny] = lse.double()
-    return nll
 
 
 def chunked_softmax_ce(
