@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from hymoerec.models import build_model, scan, scan_kernel
 from hymoerec.models.mamba import SelectiveScan
-from hymoerec.models.scan_kernel import NativeScan, native_scan
+from hymoerec.models.scan_kernel import NativeMixer, native_mixer, native_scan
 from tests.models.test_mamba import recurrence, scan_inputs
 from tests.models.tiny import count_calls, same_model_either_way
 
@@ -94,16 +94,18 @@ def test_kernel_matches_the_float32_loop_on_a_training_batch_shape() -> None:
         assert (a - e).abs().max() <= 1e-5 * scale, f"{name} differs"
 
 
-def test_kernel_takes_float32_cpu_tensors_only() -> None:
+def test_kernel_takes_float32_or_bfloat16_cpu_tensors_of_one_dtype_only() -> None:
     u, delta, A, B, C = scan_inputs()
-    with pytest.raises(ValueError, match="float32"):
-        NativeScan.apply(u.double(), delta, A, B, C)
+    with pytest.raises(ValueError, match="float64"):
+        NativeMixer.apply(u.double(), delta, None, A, B, C, None, None)
+    with pytest.raises(ValueError, match="bfloat16"):
+        NativeMixer.apply(u.bfloat16(), delta, None, A, B, C, None, None)
 
 
 def test_the_model_trains_through_the_kernel_with_the_loops_gradients(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    same_model_either_way(scan.use, count_calls(monkeypatch, NativeScan, "apply"))
+    same_model_either_way(scan.use, count_calls(monkeypatch, NativeMixer, "apply"))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -151,3 +153,87 @@ def test_ranking_goes_through_the_last_output_kernel(monkeypatch: pytest.MonkeyP
         native = model.next_item_hidden(items, lengths)
     assert calls, "the kernel was not used"
     torch.testing.assert_close(native, plain, atol=1e-5, rtol=1e-4)
+
+
+def mixer_reference(
+    u: torch.Tensor,
+    x: torch.Tensor,
+    bias: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    z: torch.Tensor,
+) -> torch.Tensor:
+    """(scan(u, softplus(x + bias), A, B, C) + D u) * silu(z), step by step."""
+    return (recurrence(u, F.softplus(x + bias), A, B, C) + D * u) * F.silu(z)
+
+
+def mixer_inputs(length: int, d_state: int, d_inner: int = 3) -> list[torch.Tensor]:
+    """u, x, bias, A, B, C, D, z with u, z halves of one projection and B, C slices of
+    another (as ``Mamba.forward`` has them), x the step size before bias and softplus."""
+    g = torch.Generator().manual_seed(2)
+    u, _, A, B, C = scan_inputs(batch=3, length=length, d_inner=d_inner, d_state=d_state)
+    u, z = torch.cat([u, torch.randn(3, length, d_inner, generator=g)], dim=-1).chunk(2, -1)
+    _, B, C = strided(u, B, C)
+    x = torch.randn(3, length, d_inner, generator=g)
+    bias, D = torch.randn(d_inner, generator=g) - 2, torch.randn(d_inner, generator=g)
+    return [u, x, bias, A, B, C, D, z]
+
+
+NAMES = ["u", "x", "bias", "A", "B", "C", "D", "z"]
+
+
+@pytest.mark.parametrize("length", [1, 2, 33])
+@pytest.mark.parametrize("d_state", [5, 32])
+def test_mixer_matches_its_composition_and_gradients(length: int, d_state: int) -> None:
+    inputs = mixer_inputs(length, d_state)
+    assert not inputs[0].is_contiguous() and not inputs[4].is_contiguous()
+    leaves = [t.double().detach().requires_grad_() for t in inputs]
+    weight = torch.randn(3, length, 3, dtype=torch.float64)
+    expected = mixer_reference(*leaves)
+    expected_grads = torch.autograd.grad((expected * weight).sum(), leaves)
+    leaves = [t.detach().requires_grad_() for t in inputs]
+    actual = native_mixer(*leaves)
+    torch.testing.assert_close(actual.double(), expected, atol=1e-5, rtol=1e-5)
+    grads = torch.autograd.grad((actual * weight.float()).sum(), leaves)
+    for name, a, e in zip(NAMES, grads, expected_grads, strict=True):
+        torch.testing.assert_close(a.double(), e, atol=1e-4, rtol=1e-5, msg=f"gradient of {name}")
+
+
+def test_mixer_in_bf16_is_its_float32_result_rounded() -> None:
+    inputs = [t.bfloat16() if t.dim() == 3 else t for t in mixer_inputs(40, 8)]
+    grad_out = torch.randn(3, 40, 3).bfloat16()
+    results = []
+    for dtype in (torch.float32, torch.bfloat16):
+        leaves = [(t.to(dtype) if t.dim() == 3 else t).detach().requires_grad_() for t in inputs]
+        out = native_mixer(*leaves)
+        out.backward(grad_out.to(dtype))
+        results.append((out, [t.grad for t in leaves]))
+    (out32, grads32), (out16, grads16) = results
+    assert out16.dtype == torch.bfloat16
+    torch.testing.assert_close(out16, out32.bfloat16(), atol=1e-6, rtol=2**-8)
+    for name, a, e in zip(NAMES, grads16, grads32, strict=True):
+        # activations' gradients rounded once; parameters' summed in float32 either way
+        assert a.dtype == e.dtype or name in ("u", "x", "B", "C", "z"), name
+        torch.testing.assert_close(a.float(), e.to(a.dtype).float(), atol=1e-6, rtol=2**-8)
+
+
+def test_mixer_gives_the_same_result_on_any_number_of_threads(threads: None) -> None:
+    inputs = mixer_inputs(20, 16, d_inner=8)
+    grad_out = torch.randn(3, 20, 8)
+    results = []
+    for count in (1, 2, 3):
+        torch.set_num_threads(count)
+        leaves = [t.detach().requires_grad_() for t in inputs]
+        out = native_mixer(*leaves)
+        out.backward(grad_out)
+        results.append((out, [t.grad for t in leaves]))
+    (out1, grads1), *others = results
+    for out, grads in others:
+        assert torch.equal(out, out1)  # every (row, channel) recurrence runs alone
+        for name, a, e in zip(NAMES, grads, grads1, strict=True):
+            if name in ("A", "D", "bias"):  # summed over rows per thread, then over threads
+                torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
+            else:
+                assert torch.equal(a, e), f"gradient of {name}"

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hymoerec import kernels
-from hymoerec.models.scan_kernel import native_last_output, native_scan
+from hymoerec.models.scan_kernel import native_last_output, native_mixer, native_scan
 
 CHUNK = 8  # time steps per fused kernel call: Inductor unrolls them
 FINAL_CHUNK = 16  # the same for inference, which keeps no state and has no backward
@@ -257,6 +257,21 @@ def training_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> 
         except kernels.KernelUnavailable as error:
             _without_native(error)
     return chunked_scan(u, delta, A, B, C)
+
+
+def training_mixer(
+    u: Tensor, x: Tensor, bias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor
+) -> Tensor | None:
+    """(scan + D u) * silu(z) with the step size softplus(x + bias), all by the C kernel
+    (``scan_kernel.NativeMixer``) when CPU scans go through the C kernels now; else None,
+    and the caller composes it from the scan. A kernel that cannot be built warns once."""
+    if not (active(u.device) and _state["native"] and not _state["native_failed"]):
+        return None
+    try:
+        return native_mixer(u, x, bias, A, B, C, D, z)
+    except kernels.KernelUnavailable as error:
+        _without_native(error)
+        return None
 
 
 def _without_native(error: kernels.KernelUnavailable) -> None:

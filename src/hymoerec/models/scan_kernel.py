@@ -1,11 +1,14 @@
-"""The training scan as one C kernel (``hymoerec/kernels/scan.c``) called through ctypes.
+"""The Mamba scan as C kernels (``hymoerec/kernels/scan.c``) called through ctypes.
 
-``SelectiveScan``'s recurrence and gradients in float32, with every (row, channel)
-pair's recurrence run over the whole sequence inside the kernel: no per-chunk Python
-calls, no time-major copies, and backward recomputes each pair's states in cache instead
-of storing them; and ranking's state at each row's last position, read in place in
-bfloat16 or float32. The kernels share rows among ``torch.get_num_threads()`` OpenMP
-threads of torch's own pool.
+Training: ``NativeMixer``, the mixer between its convolution and ``out_proj`` in one
+kernel each way: the step sizes' bias and softplus, the recurrence of
+``SelectiveScan``, the D skip and the SiLU gate, reading the bf16 or float32 activations
+in place and rounding once on the way out. Every (row, channel) pair's recurrence runs
+over the whole sequence inside the kernel: no per-chunk Python calls, no time-major
+copies or casts, and backward recomputes each pair's states in cache instead of storing
+them. Ranking: the state at each row's last position, read in place in bfloat16 or
+float32. The kernels share rows among ``torch.get_num_threads()`` OpenMP threads of
+torch's own pool.
 """
 
 from __future__ import annotations
@@ -39,68 +42,27 @@ def view(t: Tensor) -> View:
 def library() -> ctypes.CDLL:
     """scan.c, built on first use; raises ``kernels.KernelUnavailable``."""
     lib = kernels.load("scan")
-    sizes = [ctypes.c_int] + [ctypes.c_int64] * 4  # threads, B, L, Di, N
-    lib.scan_forward.argtypes = [*sizes, View, View, ctypes.c_void_p, View, View, View]
-    lib.scan_forward.restype = None
-    after_A = [View] * 5 + [ctypes.c_void_p, View, View]  # B, C, grad_y, grad_u, ...
-    lib.scan_backward.argtypes = [*sizes, View, View, ctypes.c_void_p, *after_A]
-    lib.scan_backward.restype = ctypes.c_int
     pointer = ctypes.c_void_p
     lib.scan_last.argtypes = [ctypes.c_int, ctypes.c_int, *[ctypes.c_int64] * 3, View, View]
     lib.scan_last.argtypes += [pointer, pointer, View, pointer, pointer, pointer]  # bias, A, ...
     lib.scan_last.restype = ctypes.c_int
+    sizes = [ctypes.c_int, ctypes.c_int] + [ctypes.c_int64] * 4  # threads, bf16, B, L, Di, N
+    inputs = [View, View, pointer, pointer, View, View, pointer, View]  # u, x, bias, A, ...
+    lib.mixer_forward.argtypes = [*sizes, *inputs, View, pointer]  # out, y
+    lib.mixer_forward.restype = ctypes.c_int
+    grads = [View, View, View, pointer, pointer, View, View, pointer, View]  # grad_out, ...
+    lib.mixer_backward.argtypes = [*sizes, *inputs, pointer, *grads]
+    lib.mixer_backward.restype = ctypes.c_int
     return lib
 
 
 def _checked(*tensors: Tensor, dtypes: tuple[torch.dtype, ...] = (torch.float32,)) -> None:
     for t in tensors:
         if t.dtype not in dtypes or t.device.type != "cpu":
-            raise ValueError(f"the scan kernel takes float32 CPU tensors, got {t.dtype} {t.device}")
-
-
-class NativeScan(torch.autograd.Function):
-    """y = scan(u, delta, A, B, C); u, delta: (B, L, Di); A: (Di, N); B, C: (B, L, N).
-
-    Any strides for u and delta; B and C are read in place when their last dimension is
-    contiguous (a split of ``x_proj``'s output)."""
-
-    @staticmethod
-    def forward(ctx: Any, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
-        _checked(u, delta, A, B, C)
-        A = A.contiguous()
-        B, C = (x if x.stride(-1) == 1 else x.contiguous() for x in (B, C))
-        y = u.new_empty(u.shape)  # (B, L, Di)
-        sizes = (torch.get_num_threads(), *u.shape, A.size(1))
-        library().scan_forward(*sizes, view(u), view(delta), A.data_ptr(), *map(view, (B, C, y)))
-        ctx.save_for_backward(u, delta, A, B, C)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor, ...]:
-        u, delta, A, B, C = ctx.saved_tensors
-        grad_y = grad_y.float()
-        grad_u, grad_delta = u.new_empty(u.shape), u.new_empty(u.shape)
-        grad_A, grad_B, grad_C = A.new_empty(A.shape), B.new_empty(B.shape), C.new_empty(C.shape)
-        sizes = (torch.get_num_threads(), *u.shape, A.size(1))
-        failed = library().scan_backward(
-            *sizes,
-            view(u),
-            view(delta),
-            A.data_ptr(),
-            *map(view, (B, C, grad_y, grad_u, grad_delta)),
-            grad_A.data_ptr(),
-            view(grad_B),
-            view(grad_C),
-        )
-        if failed:
-            raise MemoryError("the scan kernel could not allocate its state buffers")
-        return grad_u, grad_delta, grad_A, grad_B, grad_C
-
-
-def native_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
-    """y (B, L, Di) of the scan, by the C kernel; float32 CPU inputs."""
-    out: Tensor = NativeScan.apply(u, delta, A, B, C)
-    return out
+            wanted = " or ".join(str(d).removeprefix("torch.") for d in dtypes)
+            raise ValueError(
+                f"the scan kernel takes {wanted} CPU tensors, got {t.dtype} {t.device}"
+            )
 
 
 @torch.no_grad()
@@ -146,3 +108,107 @@ def native_last_output(
     if failed:
         raise MemoryError("the scan kernel could not allocate its state buffers")
     return y
+
+
+NOTHING = View(None, 0, 0, 0)  # a part left out: no gate
+
+
+def _address(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class NativeMixer(torch.autograd.Function):
+    """out = (scan(u, softplus(x + bias), A, B, C) + D u) * silu(z): the Mamba mixer
+    between its convolution and ``out_proj``. u, x, z (B, L, Di) and B, C (B, L, N, a
+    contiguous last dimension) all float32 or all bfloat16, read in place with any other
+    strides, out in their dtype; bias, D (Di,) and A (Di, N) float32. Step sizes, scan,
+    skip and gate run in float32 inside the kernel and are rounded once on the way out.
+    bias, D and z may each be None: no softplus (x is the step size), no skip, no gate;
+    without all three it is the plain scan."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        u: Tensor,
+        x: Tensor,
+        bias: Tensor | None,
+        A: Tensor,
+        B: Tensor,
+        C: Tensor,
+        D: Tensor | None,
+        z: Tensor | None,
+    ) -> Tensor:
+        dtype = u.dtype
+        _checked(u, x, B, C, *([] if z is None else [z]), dtypes=(dtype,))
+        _checked(A, *(t for t in (bias, D) if t is not None))
+        out = torch.empty(u.shape, dtype=dtype)
+        y = torch.empty(u.shape, dtype=torch.float32)  # before the gate, for backward
+        failed = library().mixer_forward(
+            torch.get_num_threads(), int(dtype == torch.bfloat16), *u.shape, A.size(1),
+            view(u), view(x), _address(bias), A.data_ptr(), view(B), view(C), _address(D),
+            NOTHING if z is None else view(z), view(out), y.data_ptr(),
+        )  # fmt: skip
+        if failed:
+            raise MemoryError("the scan kernel could not allocate its buffers")
+        ctx.parts = (bias is not None, D is not None, z is not None)
+        ctx.save_for_backward(u, x, bias, A, B, C, D, z, y)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        u, x, bias, A, B, C, D, z, y = ctx.saved_tensors
+        grad_out = grad_out.to(u.dtype)
+        grad_u, grad_x, grad_z = (torch.empty(u.shape, dtype=u.dtype) for _ in range(3))
+        grad_B, grad_C = torch.empty(B.shape, dtype=B.dtype), torch.empty(C.shape, dtype=C.dtype)
+        grad_bias, grad_A, grad_D = (
+            A.new_empty(A.size(0)),
+            A.new_empty(A.shape),
+            A.new_empty(A.size(0)),
+        )
+        failed = library().mixer_backward(
+            torch.get_num_threads(), int(u.dtype == torch.bfloat16), *u.shape, A.size(1),
+            view(u), view(x), _address(bias), A.data_ptr(), view(B), view(C), _address(D),
+            NOTHING if z is None else view(z), y.data_ptr(), view(grad_out), view(grad_u),
+            view(grad_x), grad_bias.data_ptr(), grad_A.data_ptr(), view(grad_B),
+            view(grad_C), grad_D.data_ptr(), view(grad_z),
+        )  # fmt: skip
+        if failed:
+            raise MemoryError("the scan kernel could not allocate its buffers")
+        has_bias, has_D, has_z = ctx.parts
+        return (
+            grad_u,
+            grad_x,
+            grad_bias if has_bias else None,
+            grad_A,
+            grad_B,
+            grad_C,
+            grad_D if has_D else None,
+            grad_z if has_z else None,
+        )
+
+
+def native_mixer(
+    u: Tensor,
+    x: Tensor,
+    bias: Tensor | None,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+) -> Tensor:
+    """``NativeMixer``'s output. Inputs that do not share one of its dtypes are made
+    float32, B and C contiguous where their last dimension is not."""
+    activations = [u, x, B, C] + ([] if z is None else [z])
+    if len({t.dtype for t in activations}) > 1 or u.dtype not in (torch.float32, torch.bfloat16):
+        u, x, B, C = (t.float() for t in (u, x, B, C))
+        z = None if z is None else z.float()
+    B, C = (t if t.stride(-1) == 1 else t.contiguous() for t in (B, C))
+    bias, D = (None if t is None else t.float().contiguous() for t in (bias, D))
+    out: Tensor = NativeMixer.apply(u, x, bias, A.float().contiguous(), B, C, D, z)
+    return out
+
+
+def native_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
+    """y (B, L, Di) of the plain scan by the same kernel: float32 or bfloat16 inputs."""
+    return native_mixer(u, delta, None, A, B, C, None, None)
