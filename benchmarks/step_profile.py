@@ -6,6 +6,7 @@
     python benchmarks/step_profile.py --ffn  # the point-wise FFN, GELU and dropout fused or not
     python benchmarks/step_profile.py --conv  # the mixer's convolution and SiLU, fused or not
     python benchmarks/step_profile.py --softmax  # the chunked loss, its softmax native or not
+    python benchmarks/step_profile.py --mixer  # the Mamba layer, its mixer in one kernel or not
 
 Builds both trainers of ``benchmarks/train_speed.py`` (same seed, same batches), warms
 each up on one batch, then profiles ``--steps`` batches of each precision under
@@ -68,12 +69,16 @@ def main() -> None:
     parser.add_argument("--ffn", action="store_true", help="time the FFN with its GELU fused")
     parser.add_argument("--conv", action="store_true", help="time the mixer's convolution")
     parser.add_argument("--softmax", action="store_true", help="time the loss's softmax kernel")
+    parser.add_argument("--mixer", action="store_true", help="time the Mamba mixer's kernel")
     args = parser.parse_args()
     if args.conv:
         conv_speed()
         return
     if args.softmax:
         softmax_speed()
+        return
+    if args.mixer:
+        mixer_speed()
         return
     if args.dropout:
         dropout_speed()
@@ -227,6 +232,44 @@ def softmax_speed(targets: int = 6400, items: int = 3416, dim: int = 64) -> None
         for name, value in medians.items():
             precision = "bf16" if bf16 else "float32"
             print(f"{precision:8s} {name:14s} {value:6.2f} ms  {base / value:.2f}x")
+
+
+def mixer_speed(shape: tuple[int, int, int] = (32, 200, 64)) -> None:
+    """Median ms of one Mamba layer (HyMoERec's: d_state 32, expand 2), forward and
+    backward, on a (32, 200) batch: the scan's C kernel with the step sizes' softplus,
+    the D skip and the SiLU gate as PyTorch operators around it, against all of them in
+    the one mixer kernel (``scan_kernel.NativeMixer``); float32 and bf16 autocast,
+    alternating, 21 rounds."""
+    import statistics
+
+    from hymoerec import kernels
+    from hymoerec.models import scan
+    from hymoerec.models.mamba import Mamba
+
+    torch.manual_seed(0)
+    layer = Mamba(shape[-1], 32, 4, 2)
+    x = torch.randn(*shape, requires_grad=True)
+    fused = scan.training_mixer
+    print(f"Mamba layer, input {tuple(shape)}, d_state 32, d_inner {layer.d_inner}")
+    for bf16 in (False, True):
+        times: dict[str, list[float]] = defaultdict(list)
+        for _ in range(21):
+            for name in ("scan kernel + operators", "one mixer kernel"):
+                scan.training_mixer = fused if name == "one mixer kernel" else lambda *a: None
+                with (
+                    scan.use(True),
+                    kernels.use(True),
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16),
+                ):
+                    begin = time.perf_counter()
+                    layer(x).float().sum().backward()
+                    times[name].append(1e3 * (time.perf_counter() - begin))
+        scan.training_mixer = fused
+        medians = {name: statistics.median(values[1:]) for name, values in times.items()}
+        base = medians["scan kernel + operators"]
+        for name, value in medians.items():
+            precision = "bf16" if bf16 else "float32"
+            print(f"{precision:8s} {name:24s} {value:6.2f} ms  {base / value:.2f}x")
 
 
 def conv_speed(shape: tuple[int, int, int] = (32, 200, 128), width: int = 4) -> None:

@@ -125,9 +125,9 @@ class TrainConfig:
     compile_scan: bool = False
     # CPU: the C kernels of hymoerec/kernels, built with the system compiler on first use
     # (about a second each), each falling back with a warning where none works: the Mamba
-    # scan for training and ranking (with compile_scan), the mixer's convolution and SiLU,
-    # and the FFN's GELU and dropout; 1.42x a float32 HyMoERec epoch on ML-1M
-    # (docs/training.md "Speed"); false: none of them
+    # mixer's scan with its step sizes, skip and gate for training and the scan for
+    # ranking (with compile_scan), the mixer's convolution and SiLU, the FFN's GELU and
+    # dropout, and the chunked loss's softmax (docs/training.md "Speed"); false: none
     native_kernels: bool = True
     max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
     threads: int = 0  # torch CPU threads; 0 = automatic (see hymoerec.runtime)
