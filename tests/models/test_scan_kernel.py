@@ -55,26 +55,6 @@ def test_kernel_matches_the_recurrence_and_its_gradients(length: int, d_state: i
         torch.testing.assert_close(a.double(), e, atol=1e-4, rtol=1e-5, msg=f"gradient of {name}")
 
 
-def test_kernel_gives_the_same_result_on_any_number_of_threads(threads: None) -> None:
-    inputs = scan_inputs(batch=5, length=20, d_inner=8, d_state=16)
-    grad_y = torch.randn(5, 20, 8)
-    results = []
-    for count in (1, 2, 3):
-        torch.set_num_threads(count)
-        leaves = [t.clone().requires_grad_() for t in inputs]
-        y = native_scan(*leaves)
-        y.backward(grad_y)
-        results.append((y, [t.grad for t in leaves]))
-    (y1, grads1), *others = results
-    for y, grads in others:
-        assert torch.equal(y, y1)  # every (row, channel) recurrence runs alone
-        for name, a, e in zip(["u", "delta", "A", "B", "C"], grads, grads1, strict=True):
-            if name == "A":  # summed over rows per thread, then over threads
-                torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
-            else:
-                assert torch.equal(a, e), f"gradient of {name}"
-
-
 def test_kernel_matches_the_float32_loop_on_a_training_batch_shape() -> None:
     """(32, 200) at d_inner 128 and N 32, ML-1M's shape, against SelectiveScan."""
     g = torch.Generator().manual_seed(1)
@@ -219,21 +199,26 @@ def test_mixer_in_bf16_is_its_float32_result_rounded() -> None:
         torch.testing.assert_close(a.float(), e.to(a.dtype).float(), atol=1e-6, rtol=2**-8)
 
 
-def test_mixer_gives_the_same_result_on_any_number_of_threads(threads: None) -> None:
+@pytest.mark.parametrize("plain", [True, False], ids=["plain scan", "mixer"])
+def test_kernel_gives_the_same_result_on_any_number_of_threads(threads: None, plain: bool) -> None:
     inputs = mixer_inputs(20, 16, d_inner=8)
+    if plain:  # no bias, skip or gate: x is the step size
+        inputs[1], inputs[2], inputs[6], inputs[7] = F.softplus(inputs[1]), None, None, None
     grad_out = torch.randn(3, 20, 8)
     results = []
     for count in (1, 2, 3):
         torch.set_num_threads(count)
-        leaves = [t.detach().requires_grad_() for t in inputs]
+        leaves = [None if t is None else t.detach().requires_grad_() for t in inputs]
         out = native_mixer(*leaves)
         out.backward(grad_out)
-        results.append((out, [t.grad for t in leaves]))
+        results.append((out, [None if t is None else t.grad for t in leaves]))
     (out1, grads1), *others = results
     for out, grads in others:
         assert torch.equal(out, out1)  # every (row, channel) recurrence runs alone
         for name, a, e in zip(NAMES, grads, grads1, strict=True):
-            if name in ("A", "D", "bias"):  # summed over rows per thread, then over threads
+            if a is None:
+                assert e is None and plain
+            elif name in ("A", "D", "bias"):  # summed over rows per thread, then over threads
                 torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
             else:
                 assert torch.equal(a, e), f"gradient of {name}"
