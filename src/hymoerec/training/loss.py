@@ -74,7 +74,7 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
                 total += nll.sum()
                 # d CE / d logits = softmax - one_hot(target); the one-hot part is added
                 # exactly, in float32, as rows of the table and of the hidden states
-                grad = (probs @ table)[:rows].float() - weights[y].float()  # (C, D)
+                grad = (probs @ table)[:rows].float() - weights[y].float()  # (rows, D)
                 grad_hidden[start : start + chunk] = grad
                 grad_weights.add_(probs.T @ h).index_add_(0, y, h[:rows].float(), alpha=-1.0)
         count = max(hidden.size(0), 1)
