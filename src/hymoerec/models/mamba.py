@@ -156,6 +156,11 @@ def _last_state_loop(
     return y
 
 
+def softplus_step(projected: Tensor, bias: Tensor) -> Tensor:
+    """delta = softplus(projected + bias) in float32 (``Mamba.step_size``)."""
+    return F.softplus(projected.float() + bias.float())
+
+
 class Mamba(nn.Module):
     """Selective SSM mixer: (B, L, d_model) -> (B, L, d_model), causal."""
 
@@ -193,8 +198,7 @@ class Mamba(nn.Module):
         float32 as mamba_ssm's kernels take them (``delta_bias``): under a bf16 autocast the
         bias, -7 to -2 at init, would otherwise be rounded to steps of 1/64 to 1/32, a
         change of up to 1.6% in delta ~ exp(bias) at every position."""
-        projected = F.linear(dt, self.dt_proj.weight).float()
-        return F.softplus(projected + self.dt_proj.bias.float())
+        return softplus_step(F.linear(dt, self.dt_proj.weight), self.dt_proj.bias)
 
     def forward(self, x: Tensor, last: Tensor | None = None) -> Tensor:
         """(B, L, d_model) -> (B, L, d_model); with ``last`` ((B,) positions), only the
@@ -208,17 +212,16 @@ class Mamba(nn.Module):
         u = conv_silu(u, self.conv1d)  # (B, L, Di), causal: left padding only
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         A = -torch.exp(self.A_log.float())  # (Di, N)
+        # the step size before step_size's bias and softplus, which the kernels apply
+        projected, bias = F.linear(dt, self.dt_proj.weight), self.dt_proj.bias
         if last is not None:
-            projected = F.linear(dt, self.dt_proj.weight)  # step_size's bias and softplus:
-            bias = self.dt_proj.bias  # inside the scan, in float32
             y = last_state_scan(u, projected, A, B, C[rows, last], last, delta_bias=bias)
             y = y.to(u.dtype)[:, None] + u[rows, last][:, None] * self.D  # (B, 1, Di)
             return self.out_proj(y * F.silu(z))  # (B, 1, D)
-        projected, bias = F.linear(dt, self.dt_proj.weight), self.dt_proj.bias
         fused = scan.training_mixer(u, projected, bias, A, B, C, self.D, z)
         if fused is not None:  # step sizes, scan, skip and gate in one C kernel
             return self.out_proj(fused)
-        delta = self.step_size(dt)  # (B, L, Di), float32
+        delta = softplus_step(projected, bias)  # (B, L, Di), float32, as step_size
         y = selective_scan(u.float(), delta, A, B.float(), C.float()).to(u.dtype)
         y = y + u * self.D  # (B, L, Di) skip connection
         return self.out_proj(y * F.silu(z))  # (B, L, D)

@@ -100,8 +100,8 @@ class RoutedExperts(nn.Module):
 
 # Each expert's group of tokens is padded with zero rows to a multiple of this many, so
 # its products take a few shapes instead of a new one every step: oneDNN (bf16 on CPU)
-# builds a kernel for every new shape, which cost ~5 ms of a 30 ms step on ML-1M
-# (docs/training.md "Speed"). The padded rows add nothing to any gradient.
+# builds a kernel for every new shape (docs/training.md "Speed", "What a step costs
+# besides its tokens"). The padded rows add nothing to any gradient.
 GROUP_ROWS = 64
 
 

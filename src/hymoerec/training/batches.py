@@ -118,10 +118,13 @@ class BatchSampler:
             # PAD columns up to a multiple of LENGTH_MULTIPLE: a few shapes of products
             # instead of one per length (oneDNN builds a kernel for every new shape)
             width = min(-(-longest // LENGTH_MULTIPLE) * LENGTH_MULTIPLE, self.max_len)
-            extra = ((0, 0), (0, max(width - longest, 0)))
+            if width > longest:
+                extra = ((0, 0), (0, width - longest))
+                inputs = np.pad(inputs, extra, constant_values=PAD)
+                targets = np.pad(targets, extra, constant_values=PAD)
             yield TrainBatch(
-                torch.from_numpy(np.pad(inputs, extra, constant_values=PAD)),
-                torch.from_numpy(np.pad(targets, extra, constant_values=PAD)),
+                torch.from_numpy(inputs),
+                torch.from_numpy(targets),
                 target_weight=weight * world * local_targets / total_targets,
                 sequence_weight=weight * world * len(mine) / len(chosen),
             )
