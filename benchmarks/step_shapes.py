@@ -4,7 +4,7 @@
     python benchmarks/step_shapes.py --model hymoerec --batches 120 --set bf16=false
 
 On a CPU, bf16 products go through oneDNN, which builds a kernel for every new shape of
-product (about 0.2-0.3 ms each) and keeps 1,024 of them by default. A run whose batches
+product (about 0.3 ms each) and keeps 1,024 of them by default. A run whose batches
 vary in length, whose experts get a different number of tokens every step and whose
 loss ends on a chunk of any size meets new shapes all the time. The library rounds
 those three sizes up (``training.batches.LENGTH_MULTIPLE``, ``models.moe.GROUP_ROWS``,
