@@ -166,11 +166,14 @@ NAMES = ["u", "x", "bias", "A", "B", "C", "D", "z"]
 
 @pytest.mark.parametrize("length", [1, 2, 33])
 @pytest.mark.parametrize("d_state", [5, 32])
-def test_mixer_matches_its_composition_and_gradients(length: int, d_state: int) -> None:
-    inputs = mixer_inputs(length, d_state)
+@pytest.mark.parametrize("d_inner", [3, 37])  # one block of channels; three, the last part-filled
+def test_mixer_matches_its_composition_and_gradients(
+    length: int, d_state: int, d_inner: int
+) -> None:
+    inputs = mixer_inputs(length, d_state, d_inner)
     assert not inputs[0].is_contiguous() and not inputs[4].is_contiguous()
     leaves = [t.double().detach().requires_grad_() for t in inputs]
-    weight = torch.randn(3, length, 3, dtype=torch.float64)
+    weight = torch.randn(3, length, d_inner, dtype=torch.float64)
     expected = mixer_reference(*leaves)
     expected_grads = torch.autograd.grad((expected * weight).sum(), leaves)
     leaves = [t.detach().requires_grad_() for t in inputs]
