@@ -159,7 +159,19 @@ def loss_speed(
     targets: int, items: int, dim: int, repeats: int, chunks: tuple[int, ...] = ()
 ) -> dict[str, float]:
     """Median ms of one chunked-CE forward + backward, float32 and bf16 alternating; with
-    ``chunks``, bf16 at each of those chunk sizes (targets per chunk) instead."""
+    ``chunks``, bf16 at each of those chunk sizes (targets per chunk) instead. The C
+    kernels are on or off as ``train.native_kernels`` defaults (on)."""
+
+    from hymoerec import kernels
+    from hymoerec.config import TrainConfig
+
+    with kernels.use(TrainConfig().native_kernels):
+        return _loss_speed(targets, items, dim, repeats, chunks)
+
+
+def _loss_speed(
+    targets: int, items: int, dim: int, repeats: int, chunks: tuple[int, ...]
+) -> dict[str, float]:
     import torch
 
     from hymoerec.training.loss import chunked_softmax_ce

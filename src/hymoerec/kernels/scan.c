@@ -58,7 +58,7 @@ static inline __attribute__((always_inline)) void last_row(
       float *hd = h + d * n;
 #pragma omp simd
       for (int64_t k = 0; k < n; k++)
-        hd[k] = exp_approx(step * a[k]) * hd[k] + inject * load(B.data, bt + k, bf16);
+        hd[k] = exp_nonpositive(step * a[k]) * hd[k] + inject * load(B.data, bt + k, bf16);
     }
   }
   for (int64_t d = 0; d < di; d++) {
@@ -123,6 +123,7 @@ int scan_last(int threads, int bf16, int64_t batch, int64_t di, int64_t n, struc
    (410 KB each at L = 200, N = 32: in the core's L2; storing the decays beat
    recomputing them, 1.15x) and walks them backwards, adding the gradients of B and C
    into per-lane sums that are added across lanes once per row. */
+
 
 #define LANES 16 /* channels a vector: one 512-bit register of float32 */
 
@@ -204,7 +205,7 @@ static inline __attribute__((always_inline)) void mixer_row(
         float *hk = h + k * LANES;
 #pragma omp simd
         for (int j = 0; j < LANES; j++) {
-          hk[j] = exp_approx(st[j] * ak[j]) * hk[j] + inject[j] * bk;
+          hk[j] = exp_nonpositive(st[j] * ak[j]) * hk[j] + inject[j] * bk;
           acc[j] += hk[j] * ck;
         }
       }
@@ -296,7 +297,7 @@ static inline __attribute__((always_inline)) void mixer_block_backward(
       float *sk = s + k * LANES, *ek = e + k * LANES;
 #pragma omp simd
       for (int j = 0; j < LANES; j++) {
-        ek[j] = exp_approx(st[j] * ak[j]);
+        ek[j] = exp_nonpositive(st[j] * ak[j]);
         sk[j] = (before == NULL ? 0.0f : ek[j] * before[k * LANES + j]) + inject[j] * bk;
       }
     }
