@@ -6,11 +6,11 @@
    floats. Ranking (scan_last) runs a row's channels one by one with the state's N values
    in the vectorised inner loop; training (mixer_forward, mixer_backward) runs LANES
    channels at a time with the channels in the vector, which needs no sums across
-   lanes inside its loops (1.5x forward, 1.3x backward in bf16 over the one-channel
-   form: `python benchmarks/mixer_revisions.py --base 4288dee`). Rows are shared among `threads` OpenMP
-   threads; torch ships libgomp under the same name, so these regions run on torch's own
-   thread pool instead of a second one competing with it. Tensors are passed as views
-   with element strides, so slices of a projection are read in place. */
+   lanes inside its loops (1.7x forward, 1.3x backward in bf16 over the one-channel
+   form: `python benchmarks/mixer_revisions.py --base 4288dee`). Rows are shared among
+   `threads` OpenMP threads; torch ships libgomp under the same name, so these regions
+   run on torch's own thread pool instead of a second one competing with it. Tensors are
+   passed as views with element strides, so slices of a projection are read in place. */
 
 #include "common.h"
 
@@ -120,8 +120,8 @@ int scan_last(int threads, int bf16, int64_t batch, int64_t di, int64_t n, struc
    padded to a multiple of LANES with zero steps, which leave a zero state), then each
    block of channels' recurrence with its N x LANES state in L1. Backward recomputes a
    block's states and decays over the whole sequence into two L x N x LANES buffers
-   (410 KB each at L = 200, N = 32: in the core's L2; storing the decays beat
-   recomputing them, 1.15x) and walks them backwards, adding the gradients of B and C
+   (410 KB each at L = 200, N = 32: in the core's L2; storing the decays was faster
+   than computing them again) and walks them backwards, adding the gradients of B and C
    into per-lane sums that are added across lanes once per row. */
 
 
