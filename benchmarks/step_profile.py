@@ -7,6 +7,7 @@
     python benchmarks/step_profile.py --conv  # the mixer's convolution and SiLU, fused or not
     python benchmarks/step_profile.py --softmax  # the chunked loss, its softmax native or not
     python benchmarks/step_profile.py --mixer  # the Mamba layer, its mixer in one kernel or not
+    python benchmarks/step_profile.py --experts  # the routed experts, rows gathered two ways
 
 Builds both trainers of ``benchmarks/train_speed.py`` (same seed, same batches), warms
 each up on one batch, then profiles ``--steps`` batches of each precision under
@@ -31,7 +32,7 @@ REGIONS = ("forward", "loss", "backward", "optimizer")
 
 def profiled_step(trainer, batch) -> None:
     """``Trainer.train_batch`` with each region labelled."""
-    from hymoerec.data.interactions import PAD
+    from hymoerec.training.loop import with_targets
     from hymoerec.training.schedule import fusion_scale
     from hymoerec.training.validation import numerics
 
@@ -43,8 +44,8 @@ def profiled_step(trainer, batch) -> None:
         with record_function("forward"):
             output = model(items, alpha_scale=scale)
         with record_function("loss"):
-            mask = targets != PAD
-            ce = trainer.loss_fn(output.hidden[mask], model.item_weights(), targets[mask])
+            hidden, targets = with_targets(output.hidden, targets)
+            ce = trainer.loss_fn(hidden, model.item_weights(), targets)
     loss = batch.target_weight * ce + batch.sequence_weight * output.aux_loss
     trainer.optimizer.zero_grad(set_to_none=True)
     with record_function("backward"):
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--eval", action="store_true", help="profile one validation ranking")
     parser.add_argument("--dropout", action="store_true", help="time the two dropout masks")
     parser.add_argument("--ffn", action="store_true", help="time the FFN with its GELU fused")
+    parser.add_argument("--experts", action="store_true", help="time the routed experts' gathers")
     parser.add_argument("--conv", action="store_true", help="time the mixer's convolution")
     parser.add_argument("--softmax", action="store_true", help="time the loss's softmax kernel")
     parser.add_argument("--mixer", action="store_true", help="time the Mamba mixer's kernel")
@@ -85,6 +87,9 @@ def main() -> None:
         return
     if args.ffn:
         ffn_speed()
+        return
+    if args.experts:
+        experts_speed()
         return
     from hymoerec.training.validation import validate
 
@@ -200,6 +205,71 @@ def ffn_speed(tokens: int = 6400, d_model: int = 64, inner: int = 256, p: float 
             print(
                 f"{precision:8s} {name:20s} {value:6.2f} ms  {base / value:.2f}x ({tokens} tokens)"
             )
+
+
+def experts_speed(tokens: int = 6400, d_model: int = 64, inner: int = 256) -> None:
+    """Median ms of HyMoERec's routed experts (E = 4, K = 2, dropout 0.2), forward and
+    backward, on a (32, 200) batch's tokens: each expert's rows and gates gathered by
+    indexing (``flat[token]``, whose gradient is an accumulating ``index_put_``) against
+    ``index_select`` (whose gradient is an ``index_add_``), as ``RoutedExperts`` does;
+    float32 and bf16 autocast, alternating, 21 rounds."""
+    import statistics
+
+    from hymoerec import kernels
+    from hymoerec.models.layers import padded_rows
+    from hymoerec.models.moe import GROUP_ROWS, RoutedExperts
+    from hymoerec.training.loop import with_targets
+
+    def indexed(self, x, gates, experts):  # RoutedExperts.forward before index_select
+        flat = x.reshape(-1, x.size(-1))
+        gates = gates.reshape(-1, gates.size(-1)).to(x.dtype)
+        experts = experts.reshape(-1, experts.size(-1))
+        out = torch.zeros_like(flat)
+        for e in experts.unique().tolist():
+            token, slot = torch.where(experts == e)
+            y = self.experts[e](padded_rows(flat[token], GROUP_ROWS))[: token.numel()]
+            out.index_add_(0, token, (y * gates[token, slot, None]).to(out.dtype))
+        return out.view_as(x)
+
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    layer = RoutedExperts(d_model, inner, 0.2, 4)
+    x = torch.randn(tokens, d_model, generator=g, requires_grad=True)
+    logits = torch.randn(tokens, 4, generator=g, requires_grad=True)
+    variants = {"indexing": indexed, "index_select": RoutedExperts.forward}
+    print(f"routed experts, {tokens} tokens, 4 experts, top 2, d_model {d_model}, inner {inner}")
+    for bf16 in (False, True):
+        times: dict[str, list[float]] = defaultdict(list)
+        for _ in range(21):
+            for name, forward in variants.items():
+                with kernels.use(True), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                    begin = time.perf_counter()
+                    top, experts = logits.topk(2, dim=-1)
+                    forward(layer, x, top.softmax(-1), experts).float().sum().backward()
+                    times[name].append(1e3 * (time.perf_counter() - begin))
+        medians = {name: statistics.median(values[1:]) for name, values in times.items()}
+        for name, value in medians.items():
+            precision = "bf16" if bf16 else "float32"
+            print(f"{precision:8s} {name:13s} {value:6.2f} ms  {medians['indexing'] / value:.2f}x")
+    # the loss's gather of the positions with a target (7% of a batch is padding)
+    hidden = torch.randn(32, 200, d_model, generator=g).bfloat16().requires_grad_()
+    targets = torch.randint(1, 3417, (32, 200), generator=g)
+    targets[torch.rand(32, 200, generator=g) < 0.07] = 0
+    gathers = {
+        "boolean mask": lambda: hidden[targets != 0],
+        "index_select": lambda: with_targets(hidden, targets)[0],
+    }
+    gather_times: dict[str, list[float]] = defaultdict(list)
+    for _ in range(51):
+        for name, gather in gathers.items():
+            begin = time.perf_counter()
+            gather().float().sum().backward()
+            gather_times[name].append(1e3 * (time.perf_counter() - begin))
+    base = statistics.median(gather_times["boolean mask"][1:])
+    print("the loss's rows with a target, (32, 200, 64) bf16, forward + backward:")
+    for name, values in gather_times.items():
+        value = statistics.median(values[1:])
+        print(f"  {name:13s} {value:6.3f} ms  {base / value:.2f}x")
 
 
 def softmax_speed(targets: int = 6400, items: int = 3416, dim: int = 64) -> None:

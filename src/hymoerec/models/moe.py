@@ -91,10 +91,15 @@ class RoutedExperts(nn.Module):
         gates = gates.reshape(-1, gates.size(-1)).to(x.dtype)  # (T, K)
         experts = experts.reshape(-1, experts.size(-1))  # (T, K)
         out = torch.zeros_like(flat)  # (T, D)
+        flat_gates = gates.reshape(-1)  # (T * K,)
+        # index_select, not flat[token]: its gradient is an index_add_, where indexing's
+        # is an accumulating index_put_, the slower of the two on CPU
         for e in experts.unique().tolist():
             token, slot = torch.where(experts == e)  # tokens that picked expert e
-            y = self.experts[e](padded_rows(flat[token], GROUP_ROWS))[: token.numel()]  # (T_e, D)
-            out.index_add_(0, token, (y * gates[token, slot, None]).to(out.dtype))
+            rows = padded_rows(flat.index_select(0, token), GROUP_ROWS)
+            y = self.experts[e](rows)[: token.numel()]  # (T_e, D)
+            gate = flat_gates.index_select(0, token * gates.size(-1) + slot)  # (T_e,)
+            out.index_add_(0, token, (y * gate[:, None]).to(out.dtype))
         return out.view_as(x)
 
 

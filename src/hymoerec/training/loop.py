@@ -97,10 +97,20 @@ def train_step(
     items, targets = batch.items.to(device), batch.targets.to(device)
     with numerics(config, device):
         output = (network or model)(items, alpha_scale=scale)
-        mask = targets != PAD
-        ce = loss_fn(output.hidden[mask], model.item_weights(), targets[mask])
+        hidden, targets = with_targets(output.hidden, targets)
+        ce = loss_fn(hidden, model.item_weights(), targets)
     total = batch.target_weight * ce + batch.sequence_weight * output.aux_loss
     return total, ce, output.aux_loss
+
+
+def with_targets(hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hidden states (T, D) and targets (T,) of the positions that have a target, in
+    order: ``hidden[targets != PAD]`` by ``index_select``, whose gradient is an
+    ``index_add_`` where a boolean mask's is an accumulating ``index_put_``, the slower
+    of the two on CPU (``python benchmarks/step_profile.py --experts``)."""
+    real = (targets != PAD).view(-1).nonzero().squeeze(1)
+    rows = hidden.reshape(-1, hidden.size(-1)).index_select(0, real)
+    return rows, targets.reshape(-1).index_select(0, real)
 
 
 def adamw(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
