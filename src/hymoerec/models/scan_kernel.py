@@ -4,11 +4,11 @@ Training: ``NativeMixer``, the mixer between its convolution and ``out_proj`` in
 kernel each way: the step sizes' bias and softplus, the recurrence of
 ``SelectiveScan``, the D skip and the SiLU gate, reading the bf16 or float32 activations
 in place and rounding once on the way out. Every (row, channel) pair's recurrence runs
-over the whole sequence inside the kernel: no per-chunk Python calls, no time-major
-copies or casts, and backward recomputes each pair's states in cache instead of storing
-them. Ranking: the state at each row's last position, read in place in bfloat16 or
-float32. The kernels share rows among ``torch.get_num_threads()`` OpenMP threads of
-torch's own pool.
+over the whole sequence inside the kernel, 16 channels at a time with the channels in
+the vector: no per-chunk Python calls, no time-major copies or casts, and backward
+recomputes a block's states in cache instead of storing them. Ranking: the state at
+each row's last position, read in place in bfloat16 or float32. The kernels share rows
+among ``torch.get_num_threads()`` OpenMP threads of torch's own pool.
 """
 
 from __future__ import annotations
