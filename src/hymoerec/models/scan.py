@@ -18,7 +18,7 @@ rest of the process.
 
 With ``use(True, native=True)`` (``train.native_kernels``) the training scan and the
 ranking's last-position state go through the C kernels of ``scan_kernel`` first, which
-do the same work without chunks (2.65x and 1.9x these); the chunks remain their
+do the same work without chunks (3.26x and 1.9x these); the chunks remain their
 fall-back where those cannot be built.
 """
 
