@@ -175,9 +175,8 @@ static inline __attribute__((always_inline)) void row_inputs(
 
 struct mixer_buffers {
   float *steps, *inputs, *slopes, *grad_y; /* L x Dp */
-  float *ys; /* L x Dp: the scan's output before the skip (forward) */
   float *states, *decays, *grad_B, *grad_C; /* L x N x LANES */
-  float *grad_h; /* N x LANES */
+  float *block; /* N x LANES: a block's state (forward), dLoss/dh_t (backward) */
   float *grad_A, *grad_D, *grad_bias; /* this thread's sums over its rows: N x Dp, Dp, Dp */
 };
 
@@ -187,8 +186,9 @@ static inline __attribute__((always_inline)) void mixer_row(
     struct view C, const float *D, struct view z, struct view out, float *y,
     struct mixer_buffers m) {
   row_inputs(bf16, b, length, di, dp, u, x, bias, m.steps, m.inputs, NULL);
-  float *h = m.grad_h; /* the state of one block: N x LANES */
+  float *h = m.block, *yb = y + b * length * di;
   for (int64_t d0 = 0; d0 < dp; d0 += LANES) {
+    int64_t width = di - d0 < LANES ? di - d0 : LANES; /* real channels of the block */
     memset(h, 0, sizeof(float) * n * LANES);
     for (int64_t t = 0; t < length; t++) {
       const float *st = m.steps + t * dp + d0, *in = m.inputs + t * dp + d0;
@@ -209,15 +209,11 @@ static inline __attribute__((always_inline)) void mixer_row(
           acc[j] += hk[j] * ck;
         }
       }
-      float *yt = m.ys + t * dp + d0;
-#pragma omp simd
-      for (int j = 0; j < LANES; j++) yt[j] = acc[j];
+      for (int64_t j = 0; j < width; j++)
+        yb[t * di + d0 + j] = D == NULL ? acc[j] : acc[j] + D[d0 + j] * in[j];
     }
   }
-  float *yb = y + b * length * di;
   for (int64_t t = 0; t < length; t++) {
-    const float *yt = m.ys + t * dp, *in = m.inputs + t * dp;
-    for (int64_t d = 0; d < di; d++) yb[t * di + d] = D == NULL ? yt[d] : yt[d] + D[d] * in[d];
     if (z.data == NULL) { /* no gate */
       for (int64_t d = 0; d < di; d++) store(out.data, AT_ANY(out, b, t, d), yb[t * di + d], bf16);
       continue;
@@ -235,12 +231,11 @@ static void free_buffers(struct mixer_buffers *m) {
   free(m->inputs);
   free(m->slopes);
   free(m->grad_y);
-  free(m->ys);
   free(m->states);
   free(m->decays);
   free(m->grad_B);
   free(m->grad_C);
-  free(m->grad_h);
+  free(m->block);
 }
 
 /* out as above, and y (B, L, Di; contiguous float32, before the gate) for backward.
@@ -256,8 +251,8 @@ int mixer_forward(int threads, int bf16, int64_t batch, int64_t length, int64_t 
 #pragma omp parallel num_threads(threads)
   {
     struct mixer_buffers m = {.steps = floats(length * dp), .inputs = floats(length * dp),
-                              .ys = floats(length * dp), .grad_h = floats(n * LANES)};
-    int missing = !m.steps || !m.inputs || !m.ys || !m.grad_h;
+                              .block = floats(n * LANES)};
+    int missing = !m.steps || !m.inputs || !m.block;
     if (missing) {
 #pragma omp atomic write
       failed = 1;
@@ -282,7 +277,7 @@ static inline __attribute__((always_inline)) void mixer_block_backward(
     const int bf16, int64_t b, int64_t d0, int64_t length, int64_t di, int64_t dp, int64_t n,
     const float *at, struct view B, struct view C, const float *D, struct view grad_u,
     struct view grad_x, struct mixer_buffers m) {
-  float *grad_h = m.grad_h;
+  float *grad_h = m.block;
   for (int64_t t = 0; t < length; t++) {
     const float *st = m.steps + t * dp + d0, *in = m.inputs + t * dp + d0;
     float inject[LANES];
@@ -423,13 +418,13 @@ int mixer_backward(int threads, int bf16, int64_t batch, int64_t length, int64_t
         .decays = floats(length * n * LANES),
         .grad_B = floats(length * n * LANES),
         .grad_C = floats(length * n * LANES),
-        .grad_h = floats(n * LANES),
+        .block = floats(n * LANES),
         .grad_A = mine,
         .grad_D = mine + n * dp,
         .grad_bias = mine + n * dp + dp,
     };
     int missing = !m.steps || !m.inputs || !m.slopes || !m.grad_y || !m.states ||
-                  !m.decays || !m.grad_B || !m.grad_C || !m.grad_h;
+                  !m.decays || !m.grad_B || !m.grad_C || !m.block;
     if (missing) {
 #pragma omp atomic write
       failed = 1;
