@@ -31,6 +31,7 @@ directory's metrics.jsonl, or the per-epoch curves of a ``hymoerec reproduce`` r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -158,8 +159,9 @@ def measure(
 def loss_speed(
     targets: int, items: int, dim: int, repeats: int, chunks: tuple[int, ...] = ()
 ) -> dict[str, float]:
-    """Median ms of one chunked-CE forward + backward, float32 and bf16 alternating; with
-    ``chunks``, bf16 at each of those chunk sizes (targets per chunk) instead. The C
+    """Median ms of one chunked-CE forward + backward, float32, bf16 and bf16 without its
+    kernel (``ce_kernel``: the chunked bf16 products) alternating; with ``chunks``, the
+    chunked bf16 products at each of those chunk sizes (targets per chunk) instead. The C
     kernels are on or off as ``train.native_kernels`` defaults (on)."""
 
     from hymoerec import kernels
@@ -174,23 +176,31 @@ def _loss_speed(
 ) -> dict[str, float]:
     import torch
 
+    from hymoerec.training import ce_kernel
     from hymoerec.training.loss import chunked_softmax_ce
 
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(targets, dim, generator=g, requires_grad=True)
     weights = (0.3 * torch.randn(items + 1, dim, generator=g)).requires_grad_()
     labels = torch.randint(1, items + 1, (targets,), generator=g)
+    # name: (bf16, chunk, the bf16 kernel of ce_kernel allowed)
     variants = (
-        {f"bf16, chunk {c}": (True, c) for c in chunks}
+        {f"bf16, chunk {c}": (True, c, False) for c in chunks}
         if chunks
-        else {name: (bf16, None) for name, bf16 in PRECISIONS.items()}
+        else {
+            **{name: (bf16, None, True) for name, bf16 in PRECISIONS.items()},
+            "bf16 products": (True, None, False),
+        }
     )
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats + 1):  # the first round warms up
-        for name, (bf16, chunk) in variants.items():
+        for name, (bf16, chunk, fused) in variants.items():
             options = {"chunk": chunk} if chunk else {}
             begin = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with (
+                contextlib.nullcontext() if fused else ce_kernel.off(),
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16),
+            ):
                 loss = chunked_softmax_ce(hidden, weights, labels, **options)
             loss.backward()
             seconds[name].append(time.perf_counter() - begin)

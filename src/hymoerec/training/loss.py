@@ -29,6 +29,7 @@ from hymoerec.config import TrainConfig
 from hymoerec.data.interactions import PAD
 from hymoerec.data.protocol import SequenceData
 from hymoerec.models.layers import padded_rows
+from hymoerec.training import ce_kernel
 from hymoerec.training.softmax_kernel import softmax_nll
 
 # loss(hidden (T, D), item table (N + 1, D), targets (T,)) -> mean loss over the targets
@@ -49,34 +50,59 @@ def full_softmax_ce(hidden: Tensor, weights: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), targets)
 
 
+def _chunk_products(
+    h_all: Tensor, table: Tensor, weights: Tensor, targets: Tensor, chunk: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(sum of the targets' -log p, d/d hidden, d/d weights), not yet averaged, from the
+    three products of each chunk of targets in ``table``'s dtype; h_all (T, D) is hidden
+    in that dtype."""
+    table_t = table.T.contiguous()  # (D, N + 1): the fast layout for the logits
+    grad_hidden = torch.empty(h_all.shape, dtype=torch.float32, device=h_all.device)
+    grad_weights = torch.zeros(weights.shape, dtype=torch.float32, device=weights.device)
+    total = torch.zeros((), dtype=torch.float64, device=h_all.device)
+    for start in range(0, h_all.size(0), chunk):
+        h, y = h_all[start : start + chunk], targets[start : start + chunk]
+        rows = h.size(0)
+        # a last, shorter chunk is padded with zero rows, which add nothing to the sums
+        # below: a few shapes of products instead of one per batch
+        h = padded_rows(h, min(chunk, CHUNK_ROWS))
+        logits = h @ table_t  # (C, N + 1)
+        probs, nll = softmax_nll(logits, y)  # (C, N + 1), (rows,)
+        total += nll.sum()
+        # d CE / d logits = softmax - one_hot(target); the one-hot part is added exactly,
+        # in float32, as rows of the table and of the hidden states
+        grad = (probs @ table)[:rows].float() - weights[y].float()  # (rows, D)
+        grad_hidden[start : start + chunk] = grad
+        grad_weights.add_(probs.T @ h).index_add_(0, y, h[:rows].float(), alpha=-1.0)
+    return total, grad_hidden, grad_weights
+
+
+def _fused(
+    h_all: Tensor, table: Tensor, weights: Tensor, targets: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """What ``_chunk_products`` returns, from the bf16 kernel of ``ce_kernel``."""
+    nll, grad_hidden, grad_weights = ce_kernel.fused_ce(h_all, table, targets)
+    grad_hidden -= weights[targets].float()
+    grad_weights.index_add_(0, targets, h_all.float(), alpha=-1.0)
+    return nll.sum(), grad_hidden, grad_weights
+
+
 class _ChunkedSoftmaxCE(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any, hidden: Tensor, weights: Tensor, targets: Tensor, chunk: int, dtype: torch.dtype
     ) -> Tensor:
         # The three products (the logits and the two gradients) run in ``dtype``; the
-        # softmax kernel and every sum over items or targets accumulate in float32, and
-        # the per-chunk gradients are added to float32 totals.
+        # softmax and every sum over items or targets accumulate in float32, and the
+        # gradients are added to float32 totals. In bf16 one kernel does it all, where
+        # it runs (``ce_kernel.fits``).
         with torch.autocast(hidden.device.type, enabled=False):
             h_all, table = hidden.to(dtype), weights.to(dtype)  # (T, D), (N + 1, D)
-            table_t = table.T.contiguous()  # (D, N + 1): the fast layout for the logits
-            grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
-            grad_weights = torch.zeros(weights.shape, dtype=torch.float32, device=weights.device)
-            total = torch.zeros((), dtype=torch.float64, device=hidden.device)
-            for start in range(0, hidden.size(0), chunk):
-                h, y = h_all[start : start + chunk], targets[start : start + chunk]
-                rows = h.size(0)
-                # a last, shorter chunk is padded with zero rows, which add nothing to
-                # the sums below: a few shapes of products instead of one per batch
-                h = padded_rows(h, min(chunk, CHUNK_ROWS))
-                logits = h @ table_t  # (C, N + 1)
-                probs, nll = softmax_nll(logits, y)  # (C, N + 1), (rows,)
-                total += nll.sum()
-                # d CE / d logits = softmax - one_hot(target); the one-hot part is added
-                # exactly, in float32, as rows of the table and of the hidden states
-                grad = (probs @ table)[:rows].float() - weights[y].float()  # (rows, D)
-                grad_hidden[start : start + chunk] = grad
-                grad_weights.add_(probs.T @ h).index_add_(0, y, h[:rows].float(), alpha=-1.0)
+            if ce_kernel.fits(h_all, table):
+                total, grad_hidden, grad_weights = _fused(h_all, table, weights, targets)
+            else:
+                products = _chunk_products(h_all, table, weights, targets, chunk)
+                total, grad_hidden, grad_weights = products
         count = max(hidden.size(0), 1)
         ctx.save_for_backward(grad_hidden / count, grad_weights / count)
         ctx.hidden_dtype = hidden.dtype
