@@ -8,6 +8,7 @@
     python benchmarks/step_profile.py --softmax  # the chunked loss, its softmax native or not
     python benchmarks/step_profile.py --mixer  # the Mamba layer, its mixer in one kernel or not
     python benchmarks/step_profile.py --experts  # the routed experts, rows gathered two ways
+    python benchmarks/step_profile.py --loss-kernel  # whole steps, bf16 loss kernel or not
 
 Builds both trainers of ``benchmarks/train_speed.py`` (same seed, same batches), warms
 each up on one batch, then profiles ``--steps`` batches of each precision under
@@ -20,6 +21,7 @@ as it is.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from collections import defaultdict
 
@@ -72,6 +74,7 @@ def main() -> None:
     parser.add_argument("--conv", action="store_true", help="time the mixer's convolution")
     parser.add_argument("--softmax", action="store_true", help="time the loss's softmax kernel")
     parser.add_argument("--mixer", action="store_true", help="time the Mamba mixer's kernel")
+    parser.add_argument("--loss-kernel", action="store_true", help="steps, bf16 loss kernel or not")
     args = parser.parse_args()
     if args.conv:
         conv_speed()
@@ -99,6 +102,9 @@ def main() -> None:
         name: build(args.model, args.dataset, args.data_dir, extra[name], bf16)
         for name, bf16 in PRECISIONS.items()
     }
+    if args.loss_kernel:
+        loss_kernel_steps(runs, 10 * args.steps)
+        return
     if args.eval:
         for name, (trainer, data, config, max_len) in runs.items():
             validate(trainer.model, data, "valid", max_len, config, trainer.device)  # warm-up
@@ -129,6 +135,34 @@ def main() -> None:
         split = ", ".join(f"{key} {regions.get(key, 0):.3f}" for key in REGIONS)
         print(f"\n{name}: {seconds:.3f} s per step ({split})")
         report(prof, len(batches), args.top)
+
+
+def loss_kernel_steps(runs: dict, steps: int) -> None:
+    """Whole training steps over the epoch's first ``steps`` batches, each batch taken by
+    float32, bf16 with the chunked bf16 products for its loss, and bf16 with the loss's
+    kernel (``ce_kernel``) in turn: seconds in all and per step (median) of each."""
+    import statistics
+
+    from hymoerec.training import ce_kernel
+
+    (f32, *_rest), (bf16, *_more) = runs["float32"], runs["bf16"]
+    stream = f32.sampler.epoch(f32.rng)
+    batches = [next(stream) for _ in range(steps + 1)]
+    profiled_step(f32, batches[0])
+    profiled_step(bf16, batches[0])
+    sides = {"float32": (f32, False), "bf16 products": (bf16, True), "bf16 kernel": (bf16, False)}
+    times: dict[str, list[float]] = defaultdict(list)
+    for batch in batches[1:]:
+        for name, (trainer, products) in sides.items():
+            with ce_kernel.off() if products else contextlib.nullcontext():
+                begin = time.perf_counter()
+                profiled_step(trainer, batch)
+                times[name].append(time.perf_counter() - begin)
+    print(f"{steps} steps each, alternating batch by batch")
+    for name, values in times.items():
+        ratio = sum(times["float32"]) / sum(values)
+        median = statistics.median(values)
+        print(f"  {name:14s} {sum(values):6.2f} s, {median:.3f} s a step  {ratio:.2f}x float32")
 
 
 def dropout_speed(shape: tuple[int, ...] = (32, 200, 256), p: float = 0.2) -> None:

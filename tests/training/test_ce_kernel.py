@@ -126,3 +126,14 @@ def test_the_bf16_loss_through_the_kernel_is_the_chunked_one(monkeypatch) -> Non
     for got, want in zip(through_kernel[1:], chunked[1:], strict=True):
         assert got.dtype == torch.float32
         assert relative(got, want.double()) < 1e-2
+
+
+def test_a_target_outside_the_items_is_refused_before_the_kernel_reads_it() -> None:
+    hidden, table, targets = inputs(10, 50, 64)
+    for bad in (0, 51, -1):  # the padding item, past the table, negative
+        wrong = targets.clone()
+        wrong[3] = bad
+        with pytest.raises(IndexError, match=r"items 1\.\.50"):
+            ce_kernel.fused_ce(hidden, table, wrong)
+    with pytest.raises(ValueError, match="10 targets"):
+        ce_kernel.fused_ce(hidden, table, targets[:9])

@@ -13,12 +13,14 @@
 
    Layouts (a "pair" is two bf16 in one 32-bit word, the first in the low half, which is
    what a BF16 dot product multiplies pairwise and adds):
-     wk  [Np / 16][D / 2] vectors: 16 items' pairs along d       (logits: h . W[n])
-     wv  [Np / 2][D / 16] vectors: 16 d values' pairs along n    (grad_h: p[r] W)
-     pt  [Np / 16][ROWS / 2] vectors: 16 items' pairs along rows (grad_w: p^T h)
-     hv  [ROWS / 2][D] words: one d value's pair along rows
+     wk  [Np / 16][D / 2] vectors: 16 items' pairs along d          (logits: h . W[n])
+     wv  [Np / 2][D / 16] vectors: 16 d values' pairs along items   (grad_h: p[r] W)
+     pt  [Np / 16][ROWS / 2] vectors: 16 items' pairs along rows    (grad_w: p^T h)
+     hv  [ROWS / 2][D / 16] vectors: 16 d values' pairs along rows  (grad_w)
    with Np the item count rounded up to ITEM_TILE (the extra items are zero and get
-   probability 0, as item 0, the padding, does). */
+   probability 0, as item 0, the padding, does). Each product's tile keeps 24 float32
+   vectors of sums in registers, and the softmax takes each row's largest logit from the
+   logits' tile as it is stored. */
 
 #include <math.h>
 
@@ -33,7 +35,7 @@
 #define ITEM_TILE (16 * ITEM_VECTORS)
 #define GRAD_ROWS 6 /* grad_h tile: 6 rows x 4 d vectors */
 #define D_VECTORS 4
-#define D_TILE 8 /* grad_w tile: 8 d values x 3 item vectors */
+#define GRAD_ITEMS 6 /* grad_w tile: 6 items x 4 d vectors (ITEM_TILE is a multiple) */
 
 typedef __m512 vec;
 
@@ -41,11 +43,24 @@ static inline vec dot(vec acc, uint32_t pair, __m512i pairs) {
   return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_set1_epi32((int)pair), (__m512bh)pairs);
 }
 
-/* logits[r][n] = h[r] . W[n] for a block's rows, all Np items */
-static void block_logits(int64_t d, int64_t np, const uint32_t *h, const __m512i *wk,
-                         float *logits) {
+/* The lanes of the 16 items from `first` that are items 1..items-1 */
+static inline __mmask16 real_items(int64_t first, int64_t items) {
+  uint32_t lanes = 0xffffu;
+  if (first == 0) lanes &= ~1u; /* the padding item */
+  if (first + 16 > items) lanes &= first >= items ? 0u : (1u << (items - first)) - 1u;
+  return (__mmask16)lanes;
+}
+
+/* logits[r][n] = h[r] . W[n] for a block's rows, all Np items; top[r] the largest over
+   items 1..items-1 */
+static void block_logits(int64_t d, int64_t items, int64_t np, const uint32_t *h,
+                         const __m512i *wk, float *logits, float *top) {
   const int64_t half = d / 2;
+  vec tops[ROWS];
+  for (int r = 0; r < ROWS; r++) tops[r] = _mm512_set1_ps(-3.0e38f);
   for (int64_t nb = 0; nb < np / 16; nb += ITEM_VECTORS) {
+    __mmask16 real[ITEM_VECTORS];
+    for (int j = 0; j < ITEM_VECTORS; j++) real[j] = real_items((nb + j) * 16, items);
     for (int64_t r0 = 0; r0 < ROWS; r0 += LOGIT_ROWS) {
       vec acc[LOGIT_ROWS][ITEM_VECTORS];
       for (int i = 0; i < LOGIT_ROWS; i++)
@@ -59,18 +74,19 @@ static void block_logits(int64_t d, int64_t np, const uint32_t *h, const __m512i
         }
       }
       for (int i = 0; i < LOGIT_ROWS; i++)
-        for (int j = 0; j < ITEM_VECTORS; j++)
+        for (int j = 0; j < ITEM_VECTORS; j++) {
           _mm512_store_ps(&logits[(r0 + i) * np + (nb + j) * 16], acc[i][j]);
+          tops[r0 + i] = _mm512_mask_max_ps(tops[r0 + i], real[j], tops[r0 + i], acc[i][j]);
+        }
     }
   }
+  for (int r = 0; r < ROWS; r++) top[r] = _mm512_reduce_max_ps(tops[r]);
 }
 
-/* A row's logits replaced by exp(x - max) over items 1..N and 0 elsewhere; returns their
-   sum, and the row's -log p(target) in *nll where target > 0. */
-static float row_exp(int64_t items, int64_t np, float *row, int64_t target, double *nll) {
-  float top = row[1];
-#pragma omp simd reduction(max : top)
-  for (int64_t c = 2; c < items; c++) top = row[c] > top ? row[c] : top;
+/* A row's logits replaced by exp(x - top) over items 1..N and 0 elsewhere, top its
+   largest; returns their sum, and the row's -log p(target) in *nll unless nll is NULL. */
+static float row_exp(int64_t items, int64_t np, float *row, float top, int64_t target,
+                     double *nll) {
   float picked = row[target];
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
@@ -81,7 +97,7 @@ static float row_exp(int64_t items, int64_t np, float *row, int64_t target, doub
   }
   row[0] = 0.0f;
   for (int64_t c = items; c < np; c++) row[c] = 0.0f;
-  if (target > 0) *nll = (double)top + log((double)sum) - (double)picked;
+  if (nll) *nll = (double)top + log((double)sum) - (double)picked;
   return sum;
 }
 
@@ -128,35 +144,36 @@ static void block_grad_h(int64_t d, int64_t np, const uint32_t *p, const __m512i
   }
 }
 
-/* sums[c][n] += sum_r p[r][n] h[r][c]: grad_w transposed, one thread's float32 total */
-static void block_grad_w(int64_t d, int64_t np, const __m512i *pt, const uint32_t *hv,
+/* sums[n] += sum_r p[r][n] h[r] for all Np items: one thread's float32 total of grad_w */
+static void block_grad_w(int64_t d, int64_t np, const uint32_t *pt, const __m512i *hv,
                          float *sums) {
-  const int64_t half_rows = ROWS / 2;
-  for (int64_t nb = 0; nb < np / 16; nb += ITEM_VECTORS) {
-    for (int64_t c0 = 0; c0 < d; c0 += D_TILE) {
-      vec acc[D_TILE][ITEM_VECTORS];
-      for (int i = 0; i < D_TILE; i++)
-        for (int j = 0; j < ITEM_VECTORS; j++)
-          acc[i][j] = _mm512_load_ps(&sums[(c0 + i) * np + (nb + j) * 16]);
+  const int64_t half_rows = ROWS / 2, dv = d / 16;
+  for (int64_t n0 = 0; n0 < np; n0 += GRAD_ITEMS) {
+    for (int64_t k0 = 0; k0 < dv; k0 += D_VECTORS) {
+      vec acc[GRAD_ITEMS][D_VECTORS];
+      for (int i = 0; i < GRAD_ITEMS; i++)
+        for (int k = 0; k < D_VECTORS; k++)
+          acc[i][k] = _mm512_load_ps(&sums[(n0 + i) * d + (k0 + k) * 16]);
       for (int64_t q = 0; q < half_rows; q++) {
-        __m512i x[ITEM_VECTORS];
-        for (int j = 0; j < ITEM_VECTORS; j++)
-          x[j] = _mm512_load_si512(&pt[(nb + j) * half_rows + q]);
-        for (int i = 0; i < D_TILE; i++) {
-          uint32_t pair = hv[q * d + c0 + i];
-          for (int j = 0; j < ITEM_VECTORS; j++) acc[i][j] = dot(acc[i][j], pair, x[j]);
+        __m512i x[D_VECTORS];
+        for (int k = 0; k < D_VECTORS; k++) x[k] = _mm512_load_si512(&hv[q * dv + k0 + k]);
+        for (int i = 0; i < GRAD_ITEMS; i++) {
+          const int64_t n = n0 + i;
+          uint32_t pair = pt[((n / 16) * half_rows + q) * 16 + n % 16];
+          for (int k = 0; k < D_VECTORS; k++) acc[i][k] = dot(acc[i][k], pair, x[k]);
         }
       }
-      for (int i = 0; i < D_TILE; i++)
-        for (int j = 0; j < ITEM_VECTORS; j++)
-          _mm512_store_ps(&sums[(c0 + i) * np + (nb + j) * 16], acc[i][j]);
+      for (int i = 0; i < GRAD_ITEMS; i++)
+        for (int k = 0; k < D_VECTORS; k++)
+          _mm512_store_ps(&sums[(n0 + i) * d + (k0 + k) * 16], acc[i][k]);
     }
   }
 }
 
+static void *aligned(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+
 static void *zeroed(size_t bytes) {
-  bytes = (bytes + 63) / 64 * 64;
-  void *memory = aligned_alloc(64, bytes);
+  void *memory = aligned(bytes);
   if (memory) memset(memory, 0, bytes);
   return memory;
 }
@@ -183,7 +200,7 @@ int64_t ce_scratch_bytes(int threads, int64_t items, int64_t d) {
 }
 
 /* h: rows x d bf16, w: items x d bf16 (both contiguous), targets: rows int64 in
-   1..items-1 (0: no nll wanted); out: nll (rows,) float64, grad_h (rows x d) and grad_w
+   0..items-1 (the caller checks); out: nll (rows,) float64, grad_h (rows x d) and grad_w
    (items x d) float32, the softmax part only (the one-hot part is the caller's).
    d must be a multiple of 64. Returns 0, or -1 when memory runs out (outputs unset). */
 int ce_forward(int threads, int64_t rows, int64_t items, int64_t d, const uint16_t *h,
@@ -196,7 +213,7 @@ int ce_forward(int threads, int64_t rows, int64_t items, int64_t d, const uint16
   const size_t total_at = (size_t)ROWS * np * 8 + (size_t)ROWS * d * 4;
   const size_t scratch = total_at + sums;
   uint32_t *wk = zeroed(table), *wv = zeroed(table);
-  char *space = zeroed(scratch * threads);
+  char *space = aligned(scratch * threads); /* all written before read, but the totals */
   int failed = !wk || !wv || !space;
   if (!failed) {
 #pragma omp parallel num_threads(threads)
@@ -210,6 +227,7 @@ int ce_forward(int threads, int64_t rows, int64_t items, int64_t d, const uint16
       uint16_t *hb = (uint16_t *)(mine + (size_t)ROWS * np * 8); /* ROWS x d bf16 */
       uint16_t *hv = hb + ROWS * d;                              /* ROWS / 2 x d pairs */
       float *total = (float *)(mine + total_at);
+      memset(total, 0, sums);
 #pragma omp for schedule(static)
       for (int64_t block = 0; block < blocks; block++) {
         const int64_t first = block * ROWS;
@@ -221,34 +239,30 @@ int ce_forward(int threads, int64_t rows, int64_t items, int64_t d, const uint16
             hv[(r / 2 * d + c) * 2] = hb[r * d + c];
             hv[(r / 2 * d + c) * 2 + 1] = hb[(r + 1) * d + c];
           }
-        block_logits(d, np, (const uint32_t *)hb, (const __m512i *)wk, logits);
-        float scale[ROWS];
+        float top[ROWS], scale[ROWS];
+        block_logits(d, items, np, (const uint32_t *)hb, (const __m512i *)wk, logits, top);
         for (int64_t r = 0; r < ROWS; r++) {
           int64_t target = r < real ? targets[first + r] : 0;
-          scale[r] = 1.0f / row_exp(items, np, logits + r * np, target, &nll[first + r]);
+          double *likelihood = r < real ? &nll[first + r] : NULL;
+          scale[r] = 1.0f / row_exp(items, np, logits + r * np, top[r], target, likelihood);
         }
         for (int64_t r = 0; r < ROWS; r += 2)
           pair_probs(np, logits + r * np, logits + (r + 1) * np, r < real ? scale[r] : 0.0f,
                      r + 1 < real ? scale[r + 1] : 0.0f, p + r * np, p + (r + 1) * np,
                      pt + r / 2, ROWS / 2);
         block_grad_h(d, np, (const uint32_t *)p, (const __m512i *)wv, real, grad_h + first * d);
-        block_grad_w(d, np, pt, (const uint32_t *)hv, total);
+        block_grad_w(d, np, (const uint32_t *)pt, (const __m512i *)hv, total);
       }
-      /* grad_w[n][c] = the threads' totals at [c][n], added up 64 items at a time (the
-         64 rows of grad_w they write stay in L1 over c) */
+      /* grad_w = the threads' totals, added up */
       const int64_t parts = omp_get_num_threads();
 #pragma omp for schedule(static)
-      for (int64_t n0 = 0; n0 < items; n0 += 64) {
-        const int64_t n1 = n0 + 64 < items ? n0 + 64 : items;
+      for (int64_t n = 0; n < items; n++)
         for (int64_t c = 0; c < d; c++) {
-          float value[64] = {0};
-          for (int64_t t = 0; t < parts; t++) {
-            const float *other = (const float *)(space + scratch * t + total_at) + c * np;
-            for (int64_t n = n0; n < n1; n++) value[n - n0] += other[n];
-          }
-          for (int64_t n = n0; n < n1; n++) grad_w[n * d + c] = value[n - n0];
+          float value = 0.0f;
+          for (int64_t t = 0; t < parts; t++)
+            value += ((const float *)(space + scratch * t + total_at))[n * d + c];
+          grad_w[n * d + c] = value;
         }
-      }
     }
   }
   free(wk);

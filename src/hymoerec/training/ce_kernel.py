@@ -94,6 +94,10 @@ def fused_ce(hidden: Tensor, table: Tensor, targets: Tensor) -> tuple[Tensor, Te
     hidden, table = hidden.contiguous(), table.contiguous()
     targets = targets.to(torch.int64).contiguous()
     rows, dim = hidden.shape
+    if targets.shape != (rows,):
+        raise ValueError(f"{rows} hidden rows need {rows} targets, got {tuple(targets.shape)}")
+    if rows and not 0 < int(targets.min()) <= int(targets.max()) < table.size(0):
+        raise IndexError(f"targets must be items 1..{table.size(0) - 1}")
     nll = torch.empty(rows, dtype=torch.float64)
     grad_hidden = torch.empty(rows, dim, dtype=torch.float32)
     grad_table = torch.empty(table.shape, dtype=torch.float32)
