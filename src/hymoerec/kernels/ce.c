@@ -91,7 +91,7 @@ static float row_exp(int64_t items, int64_t np, float *row, float top, int64_t t
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t c = 1; c < items; c++) {
-    float e = exp_approx(row[c] - top);
+    float e = exp_nonpositive(row[c] - top);
     row[c] = e;
     sum += e;
   }
