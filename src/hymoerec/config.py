@@ -114,9 +114,10 @@ class TrainConfig:
     # bfloat16 autocast of the forward pass and of the loss's item-table products; null =
     # auto: on where the hardware runs bf16 natively (CPU avx512_bf16 / amx_bf16, a GPU
     # with bf16), decided at run time and written into the run's config.yaml. Off by
-    # default: over the whole ML-1M recipe (four seeds, with the mixer kernel) bf16 trains
-    # 1.4-1.6x faster an epoch but ends 2% lower on test NDCG@10 with the history kept,
-    # consistently user by user (p = 0.022; docs/training.md "Time to quality")
+    # default: over the whole ML-1M recipe (four seeds, with the mixer kernel; four more
+    # with the loss in one kernel) bf16 trains 1.4-2x faster an epoch but ends 2% lower on
+    # test NDCG@10 with the history kept, consistently user by user (p = 0.022 and
+    # p = 0.0095; docs/training.md "Time to quality")
     bf16: bool | None = False
     # CPU: run the Mamba selective scan compiled, through the C kernels below or as
     # torch.compile-fused chunks (hymoerec.models.scan); compilation is paid once (both

@@ -121,13 +121,11 @@ def test_the_bf16_loss_through_the_kernel_is_the_chunked_one(monkeypatch) -> Non
         results[native] = (loss, *torch.autograd.grad(loss, [hidden, weights]))
     assert len(calls) == 1  # the kernel ran with native kernels on, only then
     chunked, through_kernel = results[False], results[True]
-    # both take float32 logits from the same bf16 operands (measured: the same loss, the
-    # gradients 0.06% apart, the order of their float32 sums)
-    loss = float(through_kernel[0].detach())
-    assert loss == pytest.approx(float(chunked[0].detach()), rel=1e-6)
+    # the chunked path also rounds the logits to bf16: the loss within 1e-3 relative
+    assert float(through_kernel[0].detach()) == pytest.approx(float(chunked[0].detach()), rel=1e-3)
     for got, want in zip(through_kernel[1:], chunked[1:], strict=True):
         assert got.dtype == torch.float32
-        assert relative(got, want.double()) < 3e-3
+        assert relative(got, want.double()) < 1e-2
 
 
 def test_a_target_outside_the_items_is_refused_before_the_kernel_reads_it() -> None:

@@ -182,7 +182,7 @@ def test_chunked_ce_under_bf16_autocast_is_the_float32_loss_up_to_bf16_rounding(
         got = losses.chunked_softmax_ce(hidden, weights, targets, chunk=128)
     got_grads = torch.autograd.grad(got, [hidden, weights])
     assert got.dtype == torch.float32
-    # measured: loss within 2.3e-5 relative, gradients within 0.23% (relative norm)
+    # measured: loss within 8e-6 relative, gradients within 0.4% (relative norm)
     assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-4)
     for g_got, g_want in zip(got_grads, want_grads, strict=True):
         assert g_got.dtype == torch.float32

@@ -54,13 +54,9 @@ def _chunk_products(
     h_all: Tensor, table: Tensor, weights: Tensor, targets: Tensor, chunk: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(sum of the targets' -log p, d/d hidden, d/d weights), not yet averaged, from the
-    three products of each chunk of targets; h_all (T, D) and table (N + 1, D) are hidden
-    and the item table in the products' dtype. The logits are float32 in either dtype:
-    in bf16 the float32 product of the rounded operands, which multiplies them exactly
-    and sums in float32 (as the bf16 kernel does; TF32 holds bf16 values exactly too),
-    and the probabilities are rounded to bf16 for the two gradient products."""
-    dtype = table.dtype
-    table_t = table.T.contiguous().float()  # (D, N + 1): the fast layout for the logits
+    three products of each chunk of targets in ``table``'s dtype; h_all (T, D) is hidden
+    in that dtype."""
+    table_t = table.T.contiguous()  # (D, N + 1): the fast layout for the logits
     grad_hidden = torch.empty(h_all.shape, dtype=torch.float32, device=h_all.device)
     grad_weights = torch.zeros(weights.shape, dtype=torch.float32, device=weights.device)
     total = torch.zeros((), dtype=torch.float64, device=h_all.device)
@@ -70,9 +66,8 @@ def _chunk_products(
         # a last, shorter chunk is padded with zero rows, which add nothing to the sums
         # below: a few shapes of products instead of one per batch
         h = padded_rows(h, min(chunk, CHUNK_ROWS))
-        logits = h.float() @ table_t  # (C, N + 1) float32
+        logits = h @ table_t  # (C, N + 1)
         probs, nll = softmax_nll(logits, y)  # (C, N + 1), (rows,)
-        probs = probs.to(dtype)
         total += nll.sum()
         # d CE / d logits = softmax - one_hot(target); the one-hot part is added exactly,
         # in float32, as rows of the table and of the hidden states
