@@ -137,3 +137,31 @@ def test_a_target_outside_the_items_is_refused_before_the_kernel_reads_it() -> N
             ce_kernel.fused_ce(hidden, table, wrong)
     with pytest.raises(ValueError, match="10 targets"):
         ce_kernel.fused_ce(hidden, table, targets[:9])
+
+
+def test_where_it_cannot_be_built_the_chunked_products_run(monkeypatch) -> None:
+    hidden, table, _targets = inputs(10, 50, 64)
+
+    def unavailable() -> None:
+        raise kernels.KernelUnavailable("no compiler here")
+
+    monkeypatch.setattr(ce_kernel, "library", unavailable)
+    with kernels.use(True), pytest.warns(RuntimeWarning, match="no compiler here"):
+        assert not ce_kernel.fits(hidden, table)
+    with kernels.use(True):
+        assert not ce_kernel.fits(hidden, table)  # warned once, then quietly off
+
+
+def test_a_library_built_without_avx512_bf16_is_not_used(monkeypatch) -> None:
+    hidden, table, targets = inputs(40, 50, 64)
+
+    class WithoutBf16:
+        def ce_available(self) -> int:
+            return 0
+
+    monkeypatch.setattr(ce_kernel, "library", WithoutBf16)
+    weights = table.float().requires_grad_()
+    with kernels.use(True), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not ce_kernel.fits(hidden, table)
+        loss = losses.chunked_softmax_ce(hidden.float(), weights, targets)
+    assert torch.isfinite(loss) and ce_kernel._state["failed"]
