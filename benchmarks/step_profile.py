@@ -150,10 +150,14 @@ def loss_kernel_steps(runs: dict, steps: int) -> None:
     batches = [next(stream) for _ in range(steps + 1)]
     profiled_step(f32, batches[0])
     profiled_step(bf16, batches[0])
-    sides = {"float32": (f32, False), "bf16 products": (bf16, True), "bf16 kernel": (bf16, False)}
+    variants = {
+        "float32": (f32, False),
+        "bf16 products": (bf16, True),
+        "bf16 kernel": (bf16, False),
+    }
     times: dict[str, list[float]] = defaultdict(list)
     for batch in batches[1:]:
-        for name, (trainer, products) in sides.items():
+        for name, (trainer, products) in variants.items():
             with ce_kernel.off() if products else contextlib.nullcontext():
                 begin = time.perf_counter()
                 profiled_step(trainer, batch)

@@ -7,8 +7,8 @@ kernel does all of it with AVX-512 BF16 dot products, each thread taking blocks 
 targets from start to end: their logits stay in its own cache through the softmax, and the
 item table's gradient collects in a float32 buffer per thread, added up once. The values
 are those of the chunked path up to bf16 rounding (the logits are not rounded to bf16
-here; the probabilities are, as there); tests/training/test_loss.py bounds both against
-float64.
+here; the probabilities are, as there); tests/training/test_ce_kernel.py holds it to
+float64 and to the chunked path.
 
 It runs where ``kernels.use(True)`` (``train.native_kernels``) is on, the CPU has AVX-512
 BF16, the hidden size is a multiple of 64 and its buffers fit ``MAX_BYTES``; elsewhere,
