@@ -1,18 +1,28 @@
-"""The time-to-quality reader of benchmarks/train_speed.py, on records and run directories."""
+"""The time-to-quality reader of benchmarks/train_speed.py, on records and run directories;
+epoch_against.py's ratios, its copy of a revision and its report of a failed run."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
-spec = importlib.util.spec_from_file_location("train_speed", SCRIPT)
-assert spec is not None and spec.loader is not None
-train_speed = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_speed)
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_speed = script("train_speed")
+epoch_against = script("epoch_against")
 
 
 def record(tmp_path: Path, **fields: object) -> Path:
@@ -66,7 +76,6 @@ def test_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_tie_order_runs_as_the_readme_writes_it(shared_data: Path) -> None:
     import os
-    import subprocess
     import sys
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "tie_order.py"
@@ -78,3 +87,35 @@ def test_tie_order_runs_as_the_readme_writes_it(shared_data: Path) -> None:
     shares = json.loads(result.stdout)
     assert shares["dataset"] == "ml-100k" and shares["interactions"] == 99_287
     assert 0 < shares["neighbours_tied"] < 1
+
+
+def test_epoch_against_ratios_per_round_and_their_median() -> None:
+    names = ["old float32", "now float32", "now bf16"]
+    seconds = {"old float32": [60.0, 66.0, 63.0], "now float32": [30.0, 22.0, 21.0]}
+    seconds["now bf16"] = [15.0, 20.0, 14.0]
+    assert epoch_against.ratios_line(seconds, names, 1) == (
+        "old float32 / now float32 3.00x, old float32 / now bf16 3.30x, "
+        "now float32 / now bf16 1.10x"
+    )
+    # medians of (2, 3, 3), (4, 3.3, 4.5) and (2, 1.1, 1.5)
+    assert epoch_against.ratios_line(seconds, names, None) == (
+        "old float32 / now float32 3.00x, old float32 / now bf16 4.00x, "
+        "now float32 / now bf16 1.50x"
+    )
+
+
+def test_epoch_against_copies_a_revision(tmp_path: Path) -> None:
+    root = epoch_against.extract("HEAD", tmp_path / "head")
+    assert (root / "src" / "hymoerec" / "__init__.py").is_file()
+    assert (root / "configs" / "ml-1m-hymoerec.yaml").is_file()
+    assert not (root / "tests").exists()  # src and configs only
+    with pytest.raises(subprocess.CalledProcessError):
+        epoch_against.extract("no-such-revision", tmp_path / "none")
+
+
+def test_epoch_against_reports_a_failed_run(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(RuntimeError, match=r"failed:\n(.|\n)*No such file or directory"):
+        epoch_against.train(root, tmp_path / "cache", ["--config", str(missing)], tmp_path / "o")
+    assert not (tmp_path / "o").exists()
