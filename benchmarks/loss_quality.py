@@ -7,9 +7,11 @@ grouped by the loss their ``config.yaml`` records (``train.loss``, and for the s
 losses ``train.negatives``, ``train.sampler`` or ``train.gbce_t``) and by the directory
 name less a trailing seed tag ``-sN``, so that runs of one loss made at different
 revisions of the code (``git checkout REV`` before training) stay apart. Printed per run:
-the validation NDCG@10 of every epoch, the best epoch, test NDCG@10 / HR@10 with the
-history kept (the run's ``final.json``) and excluded (re-scored by
-``hymoerec.training.rescore.evaluate_run``), and mean seconds per epoch. Then per loss
+the validation NDCG@10 of every epoch as the run logged it, the best epoch, test NDCG@10
+/ HR@10 with the history kept and excluded, and mean seconds per epoch. The validation
+and test figures of the summary are those of the run's best weights ranked again by
+today's code (``precision_parity.summary``: float32 item scores under any autocast),
+so runs made at older revisions compare on equal terms. Then per loss
 the mean over seeds and its share of exact CE's mean (``chunked_ce`` or ``ce`` runs) on
 each ranking, and a Wilcoxon signed-rank test of per-user test NDCG@10 (kept ranking,
 seeds averaged per user) against exact CE.

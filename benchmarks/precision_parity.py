@@ -6,12 +6,16 @@
 Each argument is a finished run directory (``hymoerec train --out DIR``); the runs are
 grouped by the precision their ``config.yaml`` records (``train.bf16``) and paired by
 seed. Printed per run: best validation NDCG@10 and its epoch, test NDCG@10 / HR@10 with
-the history kept (the run's own ``final.json``) and excluded (re-scored here with
-``hymoerec.training.rescore.evaluate_run``), mean seconds per epoch, and the wall seconds
-(epochs) to validation NDCG@10 thresholds. Then per precision the mean over seeds, the
-seed-to-seed spread of float32 (the noise a precision change has to stay within), and a
-Wilcoxon signed-rank test of per-user test NDCG@10 (kept ranking, seeds averaged per
-user) with a bootstrap interval of the mean difference (``hymoerec.results.stats``).
+the history kept and excluded, mean seconds per epoch, and the wall seconds (epochs) to
+validation NDCG@10 thresholds. The validation and test figures are those of the run's
+best weights ranked again here by today's code, which takes the item scores in float32
+under a bf16 autocast too; a run's own ``final.json`` and ``test_ranks.npy`` hold what
+its code ranked then (older bf16 runs: bf16 scores, docs/training.md "bfloat16"). The
+thresholds read the validation the run logged as it trained. Then per precision the mean
+over seeds, the seed-to-seed spread of float32 (the noise a precision change has to stay
+within), and a Wilcoxon signed-rank test of per-user test NDCG@10 (kept ranking, seeds
+averaged per user) with a bootstrap interval of the mean difference
+(``hymoerec.results.stats``).
 
 The commands that made the runs of docs/training.md are listed there.
 """
@@ -23,19 +27,25 @@ import json
 import statistics
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from hymoerec.record import encode_ranks
 from hymoerec.results.stats import paired_test
-from hymoerec.training.rescore import evaluate_run
+from hymoerec.runtime import resolve_device
+from hymoerec.training.rescore import load_run
+from hymoerec.training.validation import validate_rankings
 
 
 def summary(run: Path, thresholds: tuple[float, ...]) -> dict:
     config = yaml.safe_load((run / "config.yaml").read_text())
     final = json.loads((run / "final.json").read_text())
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    excluded = evaluate_run(run, exclude_history=True)["test"]
+    trained, model, data = load_run(run)
+    device, length = resolve_device(trained.train.device), trained.train.max_len
+    (valid,) = validate_rankings(model, data, "valid", length, trained.train, device, (False,))
+    kept, excluded = validate_rankings(model, data, "test", length, trained.train, device)
+    metrics = ["NDCG@10", "HR@10"]
+    kept_figures, excluded_figures = kept.summary(metrics), excluded.summary(metrics)
     reached = {}
     for threshold in thresholds:
         hit = next((e for e in epochs if e["valid"]["NDCG@10"] >= threshold), None)
@@ -48,14 +58,14 @@ def summary(run: Path, thresholds: tuple[float, ...]) -> dict:
         "native_kernels": bool(config["train"].get("native_kernels", False)),
         "seed": config["train"]["seed"],
         "best_epoch": final["best_epoch"],
-        "valid": final["valid"]["NDCG@10"],
-        "test_kept": final["test"]["NDCG@10"],
-        "hr_kept": final["test"]["HR@10"],
-        "test_excluded": excluded["NDCG@10"],
-        "hr_excluded": excluded["HR@10"],
+        "valid": valid.summary(["NDCG@10"])["NDCG@10"],
+        "test_kept": kept_figures["NDCG@10"],
+        "hr_kept": kept_figures["HR@10"],
+        "test_excluded": excluded_figures["NDCG@10"],
+        "hr_excluded": excluded_figures["HR@10"],
         "epoch_s": statistics.mean(e["seconds"] for e in epochs),
         "reached": reached,
-        "record": {"test_rank_top10": encode_ranks(np.load(run / "test_ranks.npy"))},
+        "record": {"test_rank_top10": encode_ranks(kept.ranks)},
     }
 
 

@@ -188,3 +188,22 @@ def test_several_rankings_from_one_pass_equal_one_evaluation_each(chunk: int) ->
             assert np.array_equal(one.ties, many.ties)
     with pytest.raises(ValueError, match="at least one ranking"):
         evaluate_rankings(factor, data, "test", 5, 8, ())
+
+
+@pytest.mark.parametrize("chunk", [0, 4])
+def test_a_bf16_autocast_ranks_by_float32_scores(chunk: int) -> None:
+    """The item scores of a factor scorer are float32 products under a bf16 autocast too:
+    scores 0.01 apart near 20, one bf16 step (0.125) wide, stay apart."""
+    rng = np.random.default_rng(2)
+    data = random_data(rng, users=30, longest=9, items=40)
+    table = torch.ones(data.num_items + 1, 2)
+    table[:, 1] = torch.from_numpy(rng.permutation(data.num_items + 1) * 0.01)
+    user = torch.tensor([20.0, 1.0])  # every score is 20 + 0.01 k, k a distinct integer
+    scorer = FactorScorer(lambda histories, lengths: user.expand(len(histories), 2), table)
+    assert len((table @ user).bfloat16().unique()) <= 5  # what bf16 scores would tie
+    exact = evaluate(scorer, data, "test", 5, 8, item_chunk=chunk)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = evaluate(scorer, data, "test", 5, 8, item_chunk=chunk)
+    assert not exact.ties.any()
+    assert np.array_equal(exact.higher, autocast.higher)
+    assert np.array_equal(exact.ties, autocast.ties)
