@@ -82,7 +82,7 @@ def main() -> None:
         names = list(sides)
         print(f"{args.model} on {args.dataset}, one epoch per side, {args.threads} threads")
         for round_ in range(args.rounds):
-            order = names[round_ % 3 :] + names[: round_ % 3]
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
                 root, cache, bf16 = sides[name]
                 out = tmp / f"round{round_}-{names.index(name)}"

@@ -32,7 +32,7 @@ import yaml
 from hymoerec.record import encode_ranks
 from hymoerec.results.stats import paired_test
 from hymoerec.runtime import resolve_device
-from hymoerec.training.rescore import load_run
+from hymoerec.training.rescore import load_run, run_penalty
 from hymoerec.training.validation import validate_rankings
 
 
@@ -42,8 +42,14 @@ def summary(run: Path, thresholds: tuple[float, ...]) -> dict:
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     trained, model, data = load_run(run)
     device, length = resolve_device(trained.train.device), trained.train.max_len
-    (valid,) = validate_rankings(model, data, "valid", length, trained.train, device, (False,))
-    kept, excluded = validate_rankings(model, data, "test", length, trained.train, device)
+    penalty = run_penalty(run)  # the seen-item penalty the run learned, 0 where none
+    model.to(device)
+    (valid,) = validate_rankings(
+        model, data, "valid", length, trained.train, device, (False,), seen_penalty=penalty
+    )
+    kept, excluded = validate_rankings(
+        model, data, "test", length, trained.train, device, seen_penalty=penalty
+    )
     metrics = ["NDCG@10", "HR@10"]
     kept_figures, excluded_figures = kept.summary(metrics), excluded.summary(metrics)
     reached = {}

@@ -78,10 +78,10 @@ def test_tie_order_runs_as_the_readme_writes_it(shared_data: Path) -> None:
     import os
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "tie_order.py"
+    tie_order = BENCHMARKS / "tie_order.py"
     env = {**os.environ, "HYMOEREC_DATA": str(shared_data), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, str(tie_order)], capture_output=True, text=True, env=env, timeout=300
     )
     assert result.returncode == 0, result.stderr
     shares = json.loads(result.stdout)
